@@ -1,0 +1,61 @@
+// The C ABI (include/sinkhorn4j.h): every exception becomes a status code and a thread-local message.
+#include <new>
+#include <string>
+
+#include "ops/declarable/generic/sinkhorn_divergence.h"
+#include "sinkhorn4j.h"
+#include "system/status.h"
+
+namespace {
+
+thread_local std::string lastError;
+
+template <typename Fn>
+int32_t guarded(Fn&& fn) {
+  try {
+    fn();
+    lastError.clear();
+    return SK_OK;
+  } catch (const sinkhorn::Error& e) {
+    lastError = e.what();
+    return e.code();
+  } catch (const std::bad_alloc&) {
+    lastError = "out of host memory";
+    return SK_OUT_OF_MEMORY;
+  } catch (const std::exception& e) {
+    lastError = std::string("internal error: ") + e.what();
+    return SK_INTERNAL_ERROR;
+  } catch (...) {
+    lastError = "internal error";
+    return SK_INTERNAL_ERROR;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+int32_t sk_divergence(const sk_options* options, const sk_clouds* clouds, sk_outputs* outputs) {
+  return guarded([&] {
+    sinkhorn::require(options && clouds && outputs, "options, clouds and outputs are required");
+    sinkhorn::divergenceOp(*options, *clouds, *outputs);
+  });
+}
+
+int32_t sk_plan_product(const sk_options* options, const sk_clouds* clouds, const void* f, const void* g,
+                        int32_t transpose, int64_t k, const void* v, void* out) {
+  return guarded([&] {
+    sinkhorn::require(options && clouds, "options and clouds are required");
+    sinkhorn::planProductOp(*options, *clouds, f, g, transpose != 0, k, v, out);
+  });
+}
+
+const char* sk_last_error(void) { return lastError.c_str(); }
+
+int32_t sk_cuda_device_count(void) {
+  int32_t count = 0;
+  guarded([&] { count = sinkhorn::cudaDevices(); });
+  return count;
+}
+
+}

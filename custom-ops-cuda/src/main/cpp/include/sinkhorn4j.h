@@ -1,0 +1,106 @@
+/*
+ * sinkhorn4j C ABI: coarse-grained calls, one whole solve per call.
+ *
+ * Every function returns an sk_status; on failure sk_last_error() gives a readable message
+ * (thread-local, valid until the next call on the same thread). All pointers are host memory.
+ * Clouds are row-major; a batch is a list of independent problems stored back to back, delimited
+ * by row offsets.
+ */
+#ifndef SINKHORN4J_H
+#define SINKHORN4J_H
+
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define SK_API __attribute__((visibility("default")))
+#else
+#define SK_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum sk_status {
+  SK_OK = 0,
+  SK_INVALID_ARGUMENT = 1,
+  SK_OUT_OF_MEMORY = 2,
+  SK_DEVICE_ERROR = 3,
+  SK_NO_DEVICE = 4,
+  SK_INTERNAL_ERROR = 5
+};
+
+enum sk_dtype { SK_FLOAT32 = 0, SK_FLOAT64 = 1 };
+enum sk_device { SK_DEVICE_AUTO = 0, SK_DEVICE_CPU = 1, SK_DEVICE_CUDA = 2 };
+enum sk_solver { SK_SOLVER_SYMMETRIC = 0, SK_SOLVER_ALTERNATING = 1 };
+
+typedef struct sk_options {
+  double blur;               /* target scale: the last eps of the schedule is blur^2 */
+  double scaling;            /* eps-scaling ratio in (0, 1) */
+  double reach_x;            /* relaxation of the marginal on x (weights a); <= 0: balanced */
+  double reach_y;            /* relaxation of the marginal on y (weights b); <= 0: balanced */
+  double diameter;           /* <= 0: estimated from the clouds as GeomLoss does */
+  double eps;                /* > 0: fixed eps for n_iters iterations instead of a schedule */
+  const double* eps_list;    /* explicit schedule (overrides blur/scaling/eps) or NULL */
+  int32_t eps_list_length;
+  int32_t n_iters;           /* iterations at fixed eps */
+  double threshold;          /* > 0: stop once the largest potential change is below it */
+  int32_t inner_iterations;  /* check the threshold every inner_iterations iterations */
+  int32_t debias;
+  int32_t half_cost;         /* C = |x-y|^2/2 when set, |x-y|^2 otherwise */
+  int32_t solver;            /* sk_solver */
+  int32_t last_extrapolation;
+  int32_t geomloss_gradients; /* weight relaxed sides by rho + eps/2 as GeomLoss's autograd does */
+  int32_t device;            /* sk_device */
+  int32_t allow_tf32;        /* CUDA float32: tensor-core TF32 dot products */
+} sk_options;
+
+typedef struct sk_clouds {
+  int32_t dtype;             /* sk_dtype of every array below */
+  int64_t batch;             /* number of independent problems, >= 1 */
+  const int64_t* x_offsets;  /* batch + 1 row offsets into x, or NULL when batch == 1 */
+  const int64_t* y_offsets;  /* batch + 1 row offsets into y, or NULL when batch == 1 */
+  int64_t n, m, d;           /* total rows of x and y, and the dimension */
+  const void* x;             /* n x d */
+  const void* y;             /* m x d */
+  const void* a;             /* n weights, or NULL for uniform weights per problem */
+  const void* b;             /* m weights, or NULL */
+} sk_clouds;
+
+typedef struct sk_outputs {
+  double* loss;              /* batch values (required) */
+  int32_t* iterations;       /* batch values or NULL */
+  int32_t* converged;        /* batch values or NULL */
+  double* max_change;        /* batch values or NULL: largest potential change at the last check */
+  int32_t* device_used;      /* one sk_device or NULL */
+  void* f_ba;                /* n, or NULL: the potentials of the (x, y) problem and the self terms */
+  void* g_ab;                /* m */
+  void* f_aa;                /* n */
+  void* g_bb;                /* m */
+  void* grad_x;              /* n x d, or NULL */
+  void* grad_y;              /* m x d */
+  void* grad_a;              /* n */
+  void* grad_b;              /* m */
+} sk_outputs;
+
+/* The (debiased, (semi-)unbalanced) Sinkhorn divergence of every problem of the batch. */
+SK_API int32_t sk_divergence(const sk_options* options, const sk_clouds* clouds, sk_outputs* outputs);
+
+/*
+ * Transport-plan products from potentials f (n) and g (m), with
+ * pi_ij = a_i b_j exp((f_i + g_j - C_ij) / eps), eps = options->eps:
+ * transpose == 0: out (n x k) = pi @ v, v is m x k;  transpose != 0: out (m x k) = pi^T @ v, v is n x k.
+ */
+SK_API int32_t sk_plan_product(const sk_options* options, const sk_clouds* clouds, const void* f, const void* g,
+                        int32_t transpose, int64_t k, const void* v, void* out);
+
+SK_API const char* sk_last_error(void);
+
+/* Number of CUDA devices usable by this library (0 without a driver, a device or CUDA support). */
+SK_API int32_t sk_cuda_device_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,241 @@
+#include "sinkhorn_divergence.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../helpers/cpu/cpu_backend.h"
+#include "../helpers/eps_schedule.h"
+#include "../helpers/plan_product.h"
+#include "../helpers/sinkhorn_solver.h"
+#include "system/status.h"
+#ifdef SINKHORN_WITH_CUDA
+#include "../helpers/cuda/cuda_backend.h"
+#endif
+
+namespace sinkhorn {
+namespace {
+
+using helpers::CpuBackend;
+
+constexpr double kZeroWeightLog = -100000.0;  // log of a zero weight, as GeomLoss
+
+std::vector<int64_t> checkedOffsets(const int64_t* offsets, int64_t batch, int64_t total, const char* name) {
+  if (!offsets) {
+    require(batch == 1, std::string(name) + " are required when batch > 1");
+    return {0, total};
+  }
+  std::vector<int64_t> out(offsets, offsets + batch + 1);
+  require(out.front() == 0 && out.back() == total,
+          std::string(name) + " must start at 0 and end at the number of rows");
+  for (int64_t s = 0; s < batch; ++s)
+    require(out[s + 1] > out[s], std::string(name) + ": every problem of the batch needs at least one point");
+  return out;
+}
+
+template <typename T>
+void checkFinite(const T* p, int64_t count, const char* name) {
+  for (int64_t i = 0; i < count; ++i)
+    require(std::isfinite(double(p[i])), std::string(name) + " contains NaN or infinite values");
+}
+
+// Centred copies of the clouds (costs are translation invariant), weights and their logs.
+template <typename T>
+struct PreparedClouds {
+  std::vector<T> x, y;
+  helpers::HostClouds<T> host;
+  double diameter;
+};
+
+template <typename T>
+void prepareWeights(const T* w, const std::vector<int64_t>& offsets, const char* name, std::vector<T>& weights,
+                    std::vector<T>& logs) {
+  const int64_t rows = offsets.back();
+  weights.resize(rows), logs.resize(rows);
+  for (size_t s = 0; s + 1 < offsets.size(); ++s) {
+    double mass = 0;
+    for (int64_t i = offsets[s]; i < offsets[s + 1]; ++i) {
+      const double v = w ? double(w[i]) : 1.0 / double(offsets[s + 1] - offsets[s]);
+      require(std::isfinite(v) && v >= 0, std::string(name) + " must be finite and non-negative");
+      mass += v;
+      weights[i] = T(v);
+      logs[i] = T(v > 0 ? std::log(v) : kZeroWeightLog);
+    }
+    require(mass > 0, std::string(name) + ": every problem of the batch needs a positive total mass");
+  }
+}
+
+template <typename T>
+PreparedClouds<T> prepare(const sk_clouds& c) {
+  require(c.n >= 1 && c.m >= 1, "x and y must hold at least one point each");
+  PreparedClouds<T> pc;
+  helpers::HostClouds<T>& h = pc.host;
+  h.n = c.n, h.m = c.m, h.d = c.d;
+  h.xOffsets = checkedOffsets(c.x_offsets, c.batch, c.n, "x_offsets");
+  h.yOffsets = checkedOffsets(c.y_offsets, c.batch, c.m, "y_offsets");
+  const T* x = static_cast<const T*>(c.x);
+  const T* y = static_cast<const T*>(c.y);
+  checkFinite(x, c.n * c.d, "x");
+  checkFinite(y, c.m * c.d, "y");
+  prepareWeights(static_cast<const T*>(c.a), h.xOffsets, "a", h.a, h.logA);
+  prepareWeights(static_cast<const T*>(c.b), h.yOffsets, "b", h.b, h.logB);
+
+  const helpers::BoundingBox box = helpers::boundingBox(x, c.n, y, c.m, c.d);
+  pc.diameter = box.diagonal();
+  const std::vector<double> centre = box.centre();
+  auto centred = [&](const T* p, int64_t rows) {
+    std::vector<T> out(rows * c.d);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t t = 0; t < c.d; ++t) out[i * c.d + t] = T(double(p[i * c.d + t]) - centre[t]);
+    return out;
+  };
+  pc.x = centred(x, c.n), pc.y = centred(y, c.m);
+  h.x = pc.x.data(), h.y = pc.y.data();
+  return pc;
+}
+
+double relaxation(double reach) {
+  return reach > 0 ? reach * reach : std::numeric_limits<double>::infinity();
+}
+
+helpers::SolverSettings settingsFor(const sk_options& o, double estimatedDiameter) {
+  helpers::SolverSettings st;
+  require(o.solver == SK_SOLVER_SYMMETRIC || o.solver == SK_SOLVER_ALTERNATING, "solver must be symmetric or alternating");
+  require(std::isfinite(o.reach_x) && std::isfinite(o.reach_y), "reach must be finite");
+  st.rhoX = relaxation(o.reach_x), st.rhoY = relaxation(o.reach_y);
+  st.cost = o.half_cost ? 0.5 : 1.0;
+  st.debias = o.debias != 0;
+  st.symmetric = o.solver == SK_SOLVER_SYMMETRIC;
+  st.lastExtrapolation = st.symmetric && o.last_extrapolation;
+  st.geomlossGradients = o.geomloss_gradients != 0;
+  require(o.threshold >= 0 && std::isfinite(o.threshold), "threshold must be finite and >= 0");
+  require(o.inner_iterations >= 1, "inner_iterations must be >= 1");
+  st.threshold = o.threshold, st.innerIterations = o.inner_iterations;
+
+  if (o.eps_list) {
+    require(o.eps_list_length >= 1, "eps_list must not be empty");
+    for (int32_t i = 0; i < o.eps_list_length; ++i)
+      require(std::isfinite(o.eps_list[i]) && o.eps_list[i] > 0, "eps_list values must be finite and > 0");
+    st.epsList.assign(o.eps_list, o.eps_list + o.eps_list_length);
+  } else if (o.eps > 0) {
+    require(std::isfinite(o.eps), "eps must be finite");
+    require(o.n_iters >= 1, "n_iters must be >= 1 with a fixed eps");
+    st.epsList.assign(o.n_iters, o.eps);
+  } else {
+    require(std::isfinite(o.blur) && o.blur > 0, "blur must be > 0");
+    require(o.scaling > 0 && o.scaling < 1, "scaling must be in (0, 1)");
+    require(std::isfinite(o.diameter), "diameter must be finite");
+    // Identical clouds have no extent: start the schedule at blur rather than at eps = 0.
+    const double diameter = o.diameter > 0 ? o.diameter : std::max(estimatedDiameter, o.blur);
+    st.epsList = helpers::geomlossEpsSchedule(diameter, o.blur, o.scaling);
+  }
+  st.firstCheck = st.epsList.size() - 1;
+  while (st.firstCheck > 0 && st.epsList[st.firstCheck - 1] == st.epsList.back()) --st.firstCheck;
+  return st;
+}
+
+bool cudaAvailable() { return cudaDevices() > 0; }
+
+// Runs fn(backend) on the backend the options ask for; returns the sk_device used.
+template <typename Fn>
+int32_t withBackend(const sk_options& o, Fn&& fn) {
+  require(o.device == SK_DEVICE_AUTO || o.device == SK_DEVICE_CPU || o.device == SK_DEVICE_CUDA,
+          "device must be auto, cpu or cuda");
+  const bool cuda = o.device == SK_DEVICE_CUDA || (o.device == SK_DEVICE_AUTO && cudaAvailable());
+  if (cuda) {
+#ifdef SINKHORN_WITH_CUDA
+    if (!cudaAvailable()) throw Error(SK_NO_DEVICE, "device cuda requested but no CUDA device is usable");
+    helpers::CudaBackend backend(o.allow_tf32 != 0);
+    fn(backend);
+    return SK_DEVICE_CUDA;
+#else
+    throw Error(SK_NO_DEVICE, "device cuda requested but this build of the library has no CUDA support");
+#endif
+  }
+  CpuBackend backend;
+  fn(backend);
+  return SK_DEVICE_CPU;
+}
+
+template <typename T>
+void divergenceTyped(const sk_options& o, const sk_clouds& c, sk_outputs& out) {
+  const PreparedClouds<T> pc = prepare<T>(c);
+  const helpers::SolverSettings st = settingsFor(o, pc.diameter);
+  const helpers::HostOutputs<T> ho{out.loss,
+                                   out.iterations,
+                                   out.converged,
+                                   out.max_change,
+                                   static_cast<T*>(out.f_ba),
+                                   static_cast<T*>(out.g_ab),
+                                   static_cast<T*>(out.f_aa),
+                                   static_cast<T*>(out.g_bb),
+                                   static_cast<T*>(out.grad_x),
+                                   static_cast<T*>(out.grad_y),
+                                   static_cast<T*>(out.grad_a),
+                                   static_cast<T*>(out.grad_b)};
+  const int32_t used = withBackend(o, [&](auto& backend) {
+    using Backend = std::decay_t<decltype(backend)>;
+    helpers::DivergenceSolver<T, Backend> solver(backend, pc.host, st);
+    solver.solve(ho);
+  });
+  if (out.device_used) *out.device_used = used;
+}
+
+template <typename T>
+void planProductTyped(const sk_options& o, const sk_clouds& c, const void* f, const void* g, bool transpose, int64_t k,
+                      const void* v, void* out) {
+  require(o.eps > 0 && std::isfinite(o.eps), "eps must be > 0 for plan products");
+  require(f && g, "potentials f and g are required");
+  require(v && out, "v and out are required");
+  require(k >= 1, "k must be >= 1");
+  const PreparedClouds<T> pc = prepare<T>(c);
+  const helpers::HostClouds<T>& h = pc.host;
+  checkFinite(static_cast<const T*>(f), h.n, "f");
+  checkFinite(static_cast<const T*>(g), h.m, "g");
+  checkFinite(static_cast<const T*>(v), (transpose ? h.n : h.m) * k, "v");
+  const helpers::PlanSide<T> xs{h.x, h.logA.data(), static_cast<const T*>(f), h.n, &h.xOffsets};
+  const helpers::PlanSide<T> ys{h.y, h.logB.data(), static_cast<const T*>(g), h.m, &h.yOffsets};
+  const double cost = o.half_cost ? 0.5 : 1.0;
+  withBackend(o, [&](auto& backend) {
+    helpers::planProduct(backend, transpose ? ys : xs, transpose ? xs : ys, h.d, o.eps, cost, k,
+                         static_cast<const T*>(v), static_cast<T*>(out));
+  });
+}
+
+void checkHeader(const sk_clouds& c) {
+  require(c.dtype == SK_FLOAT32 || c.dtype == SK_FLOAT64, "dtype must be float32 or float64");
+  require(c.batch >= 1, "batch must be >= 1");
+  require(c.d >= 1, "d must be >= 1");
+  require(c.x && c.y, "x and y are required");
+}
+
+}  // namespace
+
+int32_t cudaDevices() {
+#ifdef SINKHORN_WITH_CUDA
+  return helpers::cudaDeviceCount();
+#else
+  return 0;
+#endif
+}
+
+void divergenceOp(const sk_options& o, const sk_clouds& c, sk_outputs& out) {
+  checkHeader(c);
+  require(out.loss != nullptr, "outputs.loss is required");
+  if (c.dtype == SK_FLOAT32)
+    divergenceTyped<float>(o, c, out);
+  else
+    divergenceTyped<double>(o, c, out);
+}
+
+void planProductOp(const sk_options& o, const sk_clouds& c, const void* f, const void* g, bool transpose, int64_t k,
+                   const void* v, void* out) {
+  checkHeader(c);
+  if (c.dtype == SK_FLOAT32)
+    planProductTyped<float>(o, c, f, g, transpose, k, v, out);
+  else
+    planProductTyped<double>(o, c, f, g, transpose, k, v, out);
+}
+
+}  // namespace sinkhorn

@@ -1,0 +1,17 @@
+// The sinkhorn_divergence op and the plan-product op: argument checks, choice of precision and
+// backend, and the call into the solver loops (helpers/).
+#ifndef SINKHORN_GENERIC_SINKHORN_DIVERGENCE_H
+#define SINKHORN_GENERIC_SINKHORN_DIVERGENCE_H
+
+#include "sinkhorn4j.h"
+
+namespace sinkhorn {
+
+void divergenceOp(const sk_options& options, const sk_clouds& clouds, sk_outputs& outputs);
+void planProductOp(const sk_options& options, const sk_clouds& clouds, const void* f, const void* g, bool transpose,
+                   int64_t k, const void* v, void* out);
+int32_t cudaDevices();
+
+}  // namespace sinkhorn
+
+#endif

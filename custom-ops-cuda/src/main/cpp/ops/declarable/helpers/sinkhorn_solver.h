@@ -1,0 +1,324 @@
+// The Sinkhorn loops, written once for every backend and precision.
+//
+// Notation (GeomLoss's): f_ba lives on x and is updated from g_ab, g_ab lives on y and is updated
+// from f_ba, f_aa and g_bb are the self potentials of the debiasing terms. With rho_x = reach_x^2
+// (+inf when balanced), the update of a potential on x is damped by 1 / (1 + eps / rho_x).
+//   symmetric (GeomLoss): every step updates all potentials from the previous ones and averages,
+//                         f <- (f + damp * softmin(g)) / 2, ...; then one last extrapolation.
+//   alternating (OTT):    f <- damp * softmin(g), then g <- damp * softmin(f); self terms averaged.
+// The loss and gradients come from the final potentials (Danskin): each point moves only through the
+// potential that lives on it, grad_x_i = 2c * damp * coef_i (x_i - sum_j p_ij y_j), where p is the
+// softmax of the last softmin at x_i (the pass also averages y under it).
+#ifndef SINKHORN_HELPERS_SINKHORN_SOLVER_H
+#define SINKHORN_HELPERS_SINKHORN_SOLVER_H
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "backend.h"
+#include "softmin.h"
+
+namespace sinkhorn {
+namespace helpers {
+
+struct SolverSettings {
+  std::vector<double> epsList;   // one entry per iteration
+  size_t firstCheck = 0;         // iterations from this index on run at the final eps: the threshold applies
+  double rhoX = std::numeric_limits<double>::infinity();
+  double rhoY = std::numeric_limits<double>::infinity();
+  double cost = 0.5;             // c in C = c |x - y|^2
+  bool debias = true;
+  bool symmetric = true;
+  bool lastExtrapolation = true;
+  bool geomlossGradients = false;
+  double threshold = 0;
+  int innerIterations = 10;
+
+  double damping(double eps, double rho) const { return std::isinf(rho) ? 1.0 : 1.0 / (1.0 + eps / rho); }
+};
+
+// Host views of the inputs; the clouds are already centred (costs are translation invariant).
+template <typename T>
+struct HostClouds {
+  const T* x;
+  const T* y;
+  std::vector<T> logA, logB;  // log weights, -100000 for zero weights (as GeomLoss)
+  std::vector<T> a, b;
+  int64_t n, m, d;
+  std::vector<int64_t> xOffsets, yOffsets;  // segments + 1 each
+  int64_t segments() const { return static_cast<int64_t>(xOffsets.size()) - 1; }
+};
+
+// Host destinations; every pointer may be null except loss.
+template <typename T>
+struct HostOutputs {
+  double* loss;
+  int32_t* iterations;
+  int32_t* converged;
+  double* maxChange;
+  T *fBa, *gAb, *fAa, *gBb, *gradX, *gradY, *gradA, *gradB;
+};
+
+template <typename T, typename Backend>
+class DivergenceSolver {
+  using Vec = Buffer<T, Backend>;
+
+ public:
+  DivergenceSolver(Backend& backend, const HostClouds<T>& clouds, const SolverSettings& settings)
+      : be_(backend), hc_(clouds), st_(settings), segments_(clouds.segments()),
+        x_(backend, clouds.n * clouds.d), y_(backend, clouds.m * clouds.d),
+        xSq_(backend, clouds.n), ySq_(backend, clouds.m), logA_(backend, clouds.logA), logB_(backend, clouds.logB),
+        xOff_(backend, clouds.xOffsets), yOff_(backend, clouds.yOffsets),
+        active_(backend, std::vector<uint8_t>(segments_, 1)) {
+    x_.upload(clouds.x);
+    y_.upload(clouds.y);
+    be_.squaredNorms(x_.get(), hc_.n, hc_.d, T(st_.cost), xSq_.get());
+    be_.squaredNorms(y_.get(), hc_.m, hc_.d, T(st_.cost), ySq_.get());
+  }
+
+  void solve(const HostOutputs<T>& out) {
+    const bool grads = out.gradX || out.gradY;
+    f_ = Vec(be_, hc_.n), g_ = Vec(be_, hc_.m), fNew_ = Vec(be_, hc_.n), gNew_ = Vec(be_, hc_.m);
+    if (st_.debias) fAa_ = Vec(be_, hc_.n), gBb_ = Vec(be_, hc_.m), fAaNew_ = Vec(be_, hc_.n), gBbNew_ = Vec(be_, hc_.m);
+    if (grads) baryXY_ = Vec(be_, hc_.n * hc_.d), baryYX_ = Vec(be_, hc_.m * hc_.d);
+    if (grads && st_.debias) baryXX_ = Vec(be_, hc_.n * hc_.d), baryYY_ = Vec(be_, hc_.m * hc_.d);
+
+    std::vector<int32_t> iterations(segments_, 0);
+    std::vector<double> change(segments_, std::numeric_limits<double>::infinity());
+    const std::vector<double>& epsList = st_.epsList;
+    const double eps0 = epsList.front();
+
+    // Start from the potentials of zero potentials (GeomLoss) for the symmetric solver, from zero for the alternating one.
+    std::vector<SoftminPass<T>> passes;
+    if (st_.symmetric) {
+      passes = {xFromY(eps0, nullptr, nullptr, 0, f_.get()), yFromX(eps0, nullptr, nullptr, 0, g_.get())};
+      if (st_.debias) {
+        passes.push_back(xFromX(eps0, nullptr, nullptr, 0, fAa_.get()));
+        passes.push_back(yFromY(eps0, nullptr, nullptr, 0, gBb_.get()));
+      }
+      be_.softmin(passes.data(), static_cast<int>(passes.size()));
+    } else {
+      zero(f_, hc_.n), zero(g_, hc_.m);
+      if (st_.debias) zero(fAa_, hc_.n), zero(gBb_, hc_.m);
+    }
+
+    size_t done = 0;
+    for (size_t it = 0; it < epsList.size(); ++it) {
+      const double eps = epsList[it];
+      if (st_.symmetric) {
+        passes = {xFromY(eps, g_.get(), f_.get(), 0.5, fNew_.get()), yFromX(eps, f_.get(), g_.get(), 0.5, gNew_.get())};
+        addSelfPasses(passes, eps, 0.5);
+        be_.softmin(passes.data(), static_cast<int>(passes.size()));
+      } else {
+        passes = {xFromY(eps, g_.get(), f_.get(), 0, fNew_.get())};
+        addSelfPasses(passes, eps, 0.5);
+        be_.softmin(passes.data(), static_cast<int>(passes.size()));
+        passes = {yFromX(eps, fNew_.get(), g_.get(), 0, gNew_.get())};
+        be_.softmin(passes.data(), 1);
+      }
+      done = it + 1;
+      for (int64_t s = 0; s < segments_; ++s)
+        if (activeHost_.empty() || activeHost_[s]) iterations[s] = static_cast<int32_t>(done);
+      const bool last = done == epsList.size();
+      const bool checkDue = it >= st_.firstCheck && st_.threshold > 0 &&
+                            (done - st_.firstCheck) % static_cast<size_t>(st_.innerIterations) == 0;
+      if (checkDue || last) measureChange(change);
+      swapPotentials();
+      if (checkDue && !last && deactivateConverged(change)) break;
+    }
+    extrapolateAndAverage(epsList.back(), grads);
+    finish(out, iterations, change, epsList.back());
+  }
+
+ private:
+  // Passes of the four kinds; prev/blend give the averaged (symmetric) updates.
+  SoftminPass<T> pass(const Vec& ex, const Vec& exSq, const Buffer<int64_t, Backend>& exOff, const Vec& src,
+                      const Vec& srcSq, const Vec& srcLogW, const Buffer<int64_t, Backend>& srcOff, double eps,
+                      double rho, const T* potential, const T* prev, double blend, T* out) const {
+    SoftminPass<T> p{};
+    p.x = ex.get(), p.y = src.get(), p.d = hc_.d;
+    p.xOffsets = exOff.get(), p.yOffsets = srcOff.get();
+    p.segments = segments_, p.n = static_cast<int64_t>(exSq.size()), p.m = static_cast<int64_t>(srcSq.size());
+    p.xSqNorm = exSq.get(), p.ySqNorm = srcSq.get(), p.yLogWeights = srcLogW.get(), p.yPotential = potential;
+    p.eps = T(eps), p.cost = T(st_.cost), p.damping = T(st_.damping(eps, rho));
+    p.prev = prev, p.blend = T(blend), p.out = out;
+    p.active = active_.get();
+    return p;
+  }
+  SoftminPass<T> xFromY(double eps, const T* g, const T* prev, double blend, T* out) const {
+    return pass(x_, xSq_, xOff_, y_, ySq_, logB_, yOff_, eps, st_.rhoX, g, prev, blend, out);
+  }
+  SoftminPass<T> yFromX(double eps, const T* f, const T* prev, double blend, T* out) const {
+    return pass(y_, ySq_, yOff_, x_, xSq_, logA_, xOff_, eps, st_.rhoY, f, prev, blend, out);
+  }
+  SoftminPass<T> xFromX(double eps, const T* f, const T* prev, double blend, T* out) const {
+    return pass(x_, xSq_, xOff_, x_, xSq_, logA_, xOff_, eps, st_.rhoX, f, prev, blend, out);
+  }
+  SoftminPass<T> yFromY(double eps, const T* g, const T* prev, double blend, T* out) const {
+    return pass(y_, ySq_, yOff_, y_, ySq_, logB_, yOff_, eps, st_.rhoY, g, prev, blend, out);
+  }
+
+  void addSelfPasses(std::vector<SoftminPass<T>>& passes, double eps, double blend) {
+    if (!st_.debias) return;
+    passes.push_back(xFromX(eps, fAa_.get(), fAa_.get(), blend, fAaNew_.get()));
+    passes.push_back(yFromY(eps, gBb_.get(), gBb_.get(), blend, gBbNew_.get()));
+  }
+
+  void zero(Vec& v, int64_t count) { v.upload(std::vector<T>(count, T(0)).data()); }
+
+  void measureChange(std::vector<double>& change) {
+    std::vector<double> part(segments_);
+    const int64_t* xo = hc_.xOffsets.data();
+    const int64_t* yo = hc_.yOffsets.data();
+    auto fold = [&](const Vec& a, const Vec& b, const int64_t* hostOff, const Buffer<int64_t, Backend>& off, bool first) {
+      be_.maxAbsDiff(a.get(), b.get(), hostOff, off.get(), segments_, part.data());
+      for (int64_t s = 0; s < segments_; ++s)
+        if (activeHost_.empty() || activeHost_[s]) change[s] = first ? part[s] : std::max(change[s], part[s]);
+    };
+    fold(fNew_, f_, xo, xOff_, true);
+    fold(gNew_, g_, yo, yOff_, false);
+    if (st_.debias) {
+      fold(fAaNew_, fAa_, xo, xOff_, false);
+      fold(gBbNew_, gBb_, yo, yOff_, false);
+    }
+  }
+
+  // Marks converged segments inactive; true when none is left.
+  bool deactivateConverged(const std::vector<double>& change) {
+    if (activeHost_.empty()) activeHost_.assign(segments_, 1);
+    bool any = false;
+    for (int64_t s = 0; s < segments_; ++s) {
+      if (change[s] < st_.threshold) activeHost_[s] = 0;
+      any = any || activeHost_[s];
+    }
+    active_.upload(activeHost_.data());
+    return !any;
+  }
+
+  void swapPotentials() {
+    f_.swap(fNew_), g_.swap(gNew_);
+    if (st_.debias) fAa_.swap(fAaNew_), gBb_.swap(gBbNew_);
+  }
+
+  // GeomLoss's last extrapolation (every potential from the previous ones, no averaging), which is
+  // also where the gradients' barycentres are taken. Without it, the barycentre passes only feed
+  // the gradients and their potentials are dropped.
+  void extrapolateAndAverage(double eps, bool grads) {
+    if (!st_.lastExtrapolation && !grads) return;
+    active_.upload(std::vector<uint8_t>(segments_, 1).data());
+    std::vector<SoftminPass<T>> passes = {xFromY(eps, g_.get(), nullptr, 0, fNew_.get()),
+                                          yFromX(eps, f_.get(), nullptr, 0, gNew_.get())};
+    if (st_.debias) {
+      passes.push_back(xFromX(eps, fAa_.get(), nullptr, 0, fAaNew_.get()));
+      passes.push_back(yFromY(eps, gBb_.get(), nullptr, 0, gBbNew_.get()));
+    }
+    if (grads) {
+      withAverage(passes[0], y_, baryXY_);
+      withAverage(passes[1], x_, baryYX_);
+      if (st_.debias) withAverage(passes[2], x_, baryXX_), withAverage(passes[3], y_, baryYY_);
+    }
+    be_.softmin(passes.data(), static_cast<int>(passes.size()));
+    if (st_.lastExtrapolation) swapPotentials();
+  }
+  void withAverage(SoftminPass<T>& p, const Vec& v, Vec& avg) const {
+    p.v = v.get(), p.k = hc_.d, p.avg = avg.get();
+  }
+
+  void finish(const HostOutputs<T>& out, const std::vector<int32_t>& iterations, const std::vector<double>& change,
+              double eps) {
+    const std::vector<T> f = f_.toHost(), g = g_.toHost();
+    const std::vector<T> fAa = st_.debias ? fAa_.toHost() : std::vector<T>(), gBb = st_.debias ? gBb_.toHost() : std::vector<T>();
+    auto copy = [](const std::vector<T>& v, T* dst) { if (dst) std::copy(v.begin(), v.end(), dst); };
+    copy(f, out.fBa), copy(g, out.gAb), copy(fAa, out.fAa), copy(gBb, out.gBb);
+
+    for (int64_t s = 0; s < segments_; ++s) {
+      out.loss[s] = sideLoss(f, fAa, hc_.a, hc_.xOffsets[s], hc_.xOffsets[s + 1], st_.rhoX, eps) +
+                    sideLoss(g, gBb, hc_.b, hc_.yOffsets[s], hc_.yOffsets[s + 1], st_.rhoY, eps);
+      if (out.iterations) out.iterations[s] = iterations[s];
+      if (out.maxChange) out.maxChange[s] = change[s];
+      if (out.converged) out.converged[s] = st_.threshold > 0 && change[s] < st_.threshold;
+    }
+    if (out.gradA) weightGradient(f, fAa, st_.rhoX, eps, out.gradA);
+    if (out.gradB) weightGradient(g, gBb, st_.rhoY, eps, out.gradB);
+    if (out.gradX) pointGradient(hc_.x, hc_.a, f, fAa, baryXY_, baryXX_, st_.rhoX, eps, hc_.n, out.gradX);
+    if (out.gradY) pointGradient(hc_.y, hc_.b, g, gBb, baryYX_, baryYY_, st_.rhoY, eps, hc_.m, out.gradY);
+  }
+
+  // <w, phi(p) - phi(q)> with phi(f) = f (balanced) or -(rho + eps/2) exp(-f/rho) (relaxed); without
+  // debiasing <w, phi(p) + c> with c = rho + eps/2 on a relaxed side.
+  double sideLoss(const std::vector<T>& p, const std::vector<T>& q, const std::vector<T>& w, int64_t begin,
+                  int64_t end, double rho, double eps) const {
+    double sum = 0;
+    const bool relaxed = !std::isinf(rho);
+    for (int64_t i = begin; i < end; ++i) {
+      const double pi = p[i];
+      double term;
+      if (!relaxed) {
+        term = st_.debias ? pi - double(q[i]) : pi;
+      } else {
+        const double c = rho + eps / 2;
+        term = st_.debias ? c * (std::exp(-double(q[i]) / rho) - std::exp(-pi / rho)) : c * (1 - std::exp(-pi / rho));
+      }
+      sum += double(w[i]) * term;
+    }
+    return sum;
+  }
+
+  // dL/dw_i: p_i - q_i when balanced; (rho + eps)(e^{-q_i/rho} - e^{-p_i/rho}) when relaxed, or
+  // (rho + eps)(1 - e^{-p_i/rho}) - eps/2 without debiasing (derivative of the converged loss).
+  void weightGradient(const std::vector<T>& p, const std::vector<T>& q, double rho, double eps, T* out) const {
+    const bool relaxed = !std::isinf(rho);
+    for (size_t i = 0; i < p.size(); ++i) {
+      double v;
+      if (!relaxed) {
+        v = st_.debias ? double(p[i]) - double(q[i]) : double(p[i]);
+      } else {
+        v = st_.debias ? (rho + eps) * (std::exp(-double(q[i]) / rho) - std::exp(-double(p[i]) / rho))
+                       : (rho + eps) * (1 - std::exp(-double(p[i]) / rho)) - eps / 2;
+      }
+      out[i] = T(v);
+    }
+  }
+
+  // grad_i = 2c damp [ k(p_i) w_i (x_i - bary_i) - k(q_i) w_i (x_i - self_bary_i) ], where k = 1 when
+  // balanced and k(f) = (weight / rho) e^{-f/rho} when relaxed, weight = rho + eps (exact) or
+  // rho + eps/2 (GeomLoss's autograd).
+  void pointGradient(const T* pts, const std::vector<T>& w, const std::vector<T>& p, const std::vector<T>& q,
+                     const Vec& bary, const Vec& selfBary, double rho, double eps, int64_t rows, T* out) const {
+    const int64_t d = hc_.d;
+    const std::vector<T> b = bary.toHost();
+    const std::vector<T> sb = st_.debias ? selfBary.toHost() : std::vector<T>();
+    const bool relaxed = !std::isinf(rho);
+    const double weight = st_.geomlossGradients ? rho + eps / 2 : rho + eps;
+    const double scale = 2 * st_.cost * st_.damping(eps, rho);
+    for (int64_t i = 0; i < rows; ++i) {
+      const double cp = relaxed ? weight / rho * std::exp(-double(p[i]) / rho) : 1.0;
+      const double cq = !st_.debias ? 0.0 : relaxed ? weight / rho * std::exp(-double(q[i]) / rho) : 1.0;
+      for (int64_t t = 0; t < d; ++t) {
+        const double xi = pts[i * d + t];
+        double v = cp * (xi - double(b[i * d + t]));
+        if (st_.debias) v -= cq * (xi - double(sb[i * d + t]));
+        out[i * d + t] = T(scale * double(w[i]) * v);
+      }
+    }
+  }
+
+  Backend& be_;
+  const HostClouds<T>& hc_;
+  const SolverSettings& st_;
+  int64_t segments_;
+  Vec x_, y_, xSq_, ySq_, logA_, logB_;
+  Buffer<int64_t, Backend> xOff_, yOff_;
+  Buffer<uint8_t, Backend> active_;
+  std::vector<uint8_t> activeHost_;
+  Vec f_, g_, fNew_, gNew_, fAa_, gBb_, fAaNew_, gBbNew_;
+  Vec baryXY_, baryYX_, baryXX_, baryYY_;
+};
+
+}  // namespace helpers
+}  // namespace sinkhorn
+
+#endif

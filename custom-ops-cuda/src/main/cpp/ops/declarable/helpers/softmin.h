@@ -1,0 +1,52 @@
+// The one primitive every backend implements: a streaming log-sum-exp pass over a pair of clouds.
+//
+// With c = 1/2 (half cost) or 1, C_ij = c|x_i - y_j|^2 and a potential h on y,
+//   softmin_i = -eps LSE_j( w_j + (h_j - C_ij)/eps )
+//             =  c|x_i|^2 - eps LSE_j( (2c/eps) <x_i, y_j> + u_j ),   u_j = w_j + (h_j - c|y_j|^2)/eps,
+// the FlashAttention form: scores are biased dot products, reduced by an online max and sum, so the
+// n x m matrix is never stored. The same pass optionally averages rows of v under the softmax
+// weights p_ij = exp(score_ij - LSE_i), which gives barycentric maps, gradients and plan products.
+#ifndef SINKHORN_HELPERS_SOFTMIN_H
+#define SINKHORN_HELPERS_SOFTMIN_H
+
+#include <cstdint>
+
+namespace sinkhorn {
+namespace helpers {
+
+// All pointers are backend memory (device memory on CUDA). Batches are independent segments:
+// rows xOffsets[s]..xOffsets[s+1] of x only see columns yOffsets[s]..yOffsets[s+1] of y.
+template <typename T>
+struct SoftminPass {
+  const T* x;              // evaluation points, rows of d values
+  const T* y;              // source points
+  int64_t d;
+  const int64_t* xOffsets;  // segments + 1 entries
+  const int64_t* yOffsets;
+  int64_t segments;
+  int64_t n;               // xOffsets[segments]
+  int64_t m;               // yOffsets[segments]
+  const T* xSqNorm;        // c|x_i|^2
+  const T* ySqNorm;        // c|y_j|^2
+  const T* yLogWeights;    // w_j = log b_j (-100000 for zero weights)
+  const T* yPotential;     // h_j, or nullptr for h = 0
+  T eps;
+  T cost;                  // c
+  T damping;               // 1 / (1 + eps/rho) of the side being updated, 1 when balanced
+  // out_i = blend * prev_i + (1 - blend) * damping * softmin_i; prev may alias out, yPotential may not.
+  const T* prev;           // nullptr: blend is ignored
+  T blend;
+  T* out;
+  T* lse;                  // optional: LSE_i itself (nullptr to skip)
+  // Optional average: avg_i = sum_j p_ij v_j, v is m x k.
+  const T* v;
+  int64_t k;
+  T* avg;
+  // Optional per-segment flags: an inactive segment writes out_i = prev_i (or nothing without prev).
+  const uint8_t* active;
+};
+
+}  // namespace helpers
+}  // namespace sinkhorn
+
+#endif
