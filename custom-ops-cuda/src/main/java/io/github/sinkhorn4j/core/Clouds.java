@@ -1,0 +1,103 @@
+package io.github.sinkhorn4j.core;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Objects;
+
+/**
+ * The input of a solve: point clouds x (n x d) and y (m x d), row-major, with optional weights a (n)
+ * and b (m) (null: uniform per problem), in native or heap memory segments of one {@link DType}.
+ * A batch holds independent problems back to back: problem k owns rows xOffsets[k]..xOffsets[k+1]
+ * of x and yOffsets[k]..yOffsets[k+1] of y.
+ */
+public record Clouds(DType dtype, long batch, long[] xOffsets, long[] yOffsets, long n, long m, long d,
+                     MemorySegment x, MemorySegment y, MemorySegment a, MemorySegment b) {
+
+    public Clouds {
+        Objects.requireNonNull(dtype, "dtype");
+        if (batch < 1) throw new IllegalArgumentException("batch must be >= 1 (got " + batch + ")");
+        if (n < 1) throw new IllegalArgumentException("x must hold at least one point (empty cloud)");
+        if (m < 1) throw new IllegalArgumentException("y must hold at least one point (empty cloud)");
+        if (d < 1) throw new IllegalArgumentException("d must be >= 1 (got " + d + ")");
+        xOffsets = offsets("xOffsets", xOffsets, batch, n);
+        yOffsets = offsets("yOffsets", yOffsets, batch, m);
+        requireSize("x", x, n * d, dtype);
+        requireSize("y", y, m * d, dtype);
+        if (a != null) requireSize("a", a, n, dtype);
+        if (b != null) requireSize("b", b, m, dtype);
+    }
+
+    /** One problem. */
+    public static Clouds of(DType dtype, long n, long m, long d, MemorySegment x, MemorySegment y, MemorySegment a,
+                            MemorySegment b) {
+        return new Clouds(dtype, 1, null, null, n, m, d, x, y, a, b);
+    }
+
+    /** A batch of problems delimited by row offsets (batch + 1 entries each, from 0 to the row count). */
+    public static Clouds batched(DType dtype, long[] xOffsets, long[] yOffsets, long d, MemorySegment x, MemorySegment y,
+                                 MemorySegment a, MemorySegment b) {
+        Objects.requireNonNull(xOffsets, "xOffsets");
+        Objects.requireNonNull(yOffsets, "yOffsets");
+        if (xOffsets.length != yOffsets.length) {
+            throw new IllegalArgumentException("xOffsets and yOffsets must have the same length (batch + 1)");
+        }
+        return new Clouds(dtype, xOffsets.length - 1, xOffsets, yOffsets, xOffsets[xOffsets.length - 1],
+                yOffsets[yOffsets.length - 1], d, x, y, a, b);
+    }
+
+    /** Checks the values: finite coordinates, finite non-negative weights with positive mass per problem. */
+    public void validateValues() {
+        requireFinite("x", x, n * d);
+        requireFinite("y", y, m * d);
+        if (a != null) requireWeights("a", a, xOffsets);
+        if (b != null) requireWeights("b", b, yOffsets);
+    }
+
+    private static long[] offsets(String name, long[] offsets, long batch, long rows) {
+        if (offsets == null) {
+            if (batch != 1) throw new IllegalArgumentException(name + " are required when batch > 1");
+            return new long[] {0, rows};
+        }
+        if (offsets.length != batch + 1) {
+            throw new IllegalArgumentException(name + " must have batch + 1 = " + (batch + 1) + " entries (got " + offsets.length + ")");
+        }
+        if (offsets[0] != 0 || offsets[(int) batch] != rows) {
+            throw new IllegalArgumentException(name + " must start at 0 and end at " + rows);
+        }
+        for (int k = 0; k < batch; k++) {
+            if (offsets[k + 1] <= offsets[k]) {
+                throw new IllegalArgumentException(name + ": problem " + k + " of the batch is empty or the offsets decrease");
+            }
+        }
+        return offsets.clone();
+    }
+
+    private static void requireSize(String name, MemorySegment s, long count, DType dtype) {
+        Objects.requireNonNull(s, name);
+        if (s.byteSize() < count * dtype.bytes()) {
+            throw new IllegalArgumentException(name + " holds " + s.byteSize() / dtype.bytes() + " " + dtype
+                    + " values, " + count + " needed");
+        }
+    }
+
+    private void requireFinite(String name, MemorySegment s, long count) {
+        for (long i = 0; i < count; i++) {
+            if (!Double.isFinite(dtype.get(s, i))) {
+                throw new IllegalArgumentException(name + " contains NaN or infinite values (at index " + i + ")");
+            }
+        }
+    }
+
+    private void requireWeights(String name, MemorySegment s, long[] offsets) {
+        for (int k = 0; k + 1 < offsets.length; k++) {
+            double mass = 0;
+            for (long i = offsets[k]; i < offsets[k + 1]; i++) {
+                double v = dtype.get(s, i);
+                if (!Double.isFinite(v) || v < 0) {
+                    throw new IllegalArgumentException(name + " must be finite and non-negative (got " + v + " at index " + i + ")");
+                }
+                mass += v;
+            }
+            if (!(mass > 0)) throw new IllegalArgumentException(name + " has zero total mass" + (batch > 1 ? " in problem " + k : ""));
+        }
+    }
+}

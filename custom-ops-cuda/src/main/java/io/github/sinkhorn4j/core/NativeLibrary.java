@@ -1,0 +1,103 @@
+package io.github.sinkhorn4j.core;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+
+/**
+ * The native library (include/sinkhorn4j.h) through java.lang.foreign: its struct layouts and
+ * downcall handles. The library is taken from the jar (native/linux-x86_64/), or from the file named
+ * by the system property {@code sinkhorn4j.library}.
+ */
+final class NativeLibrary {
+    static final StructLayout OPTIONS = MemoryLayout.structLayout(
+            JAVA_DOUBLE.withName("blur"), JAVA_DOUBLE.withName("scaling"),
+            JAVA_DOUBLE.withName("reach_x"), JAVA_DOUBLE.withName("reach_y"),
+            JAVA_DOUBLE.withName("diameter"), JAVA_DOUBLE.withName("eps"),
+            ADDRESS.withName("eps_list"), JAVA_INT.withName("eps_list_length"), JAVA_INT.withName("n_iters"),
+            JAVA_DOUBLE.withName("threshold"), JAVA_INT.withName("inner_iterations"), JAVA_INT.withName("debias"),
+            JAVA_INT.withName("half_cost"), JAVA_INT.withName("solver"), JAVA_INT.withName("last_extrapolation"),
+            JAVA_INT.withName("geomloss_gradients"), JAVA_INT.withName("device"), JAVA_INT.withName("allow_tf32"));
+
+    static final StructLayout CLOUDS = MemoryLayout.structLayout(
+            JAVA_INT.withName("dtype"), MemoryLayout.paddingLayout(4), JAVA_LONG.withName("batch"),
+            ADDRESS.withName("x_offsets"), ADDRESS.withName("y_offsets"),
+            JAVA_LONG.withName("n"), JAVA_LONG.withName("m"), JAVA_LONG.withName("d"),
+            ADDRESS.withName("x"), ADDRESS.withName("y"), ADDRESS.withName("a"), ADDRESS.withName("b"));
+
+    static final StructLayout OUTPUTS = MemoryLayout.structLayout(
+            ADDRESS.withName("loss"), ADDRESS.withName("iterations"), ADDRESS.withName("converged"),
+            ADDRESS.withName("max_change"), ADDRESS.withName("device_used"),
+            ADDRESS.withName("f_ba"), ADDRESS.withName("g_ab"), ADDRESS.withName("f_aa"), ADDRESS.withName("g_bb"),
+            ADDRESS.withName("grad_x"), ADDRESS.withName("grad_y"), ADDRESS.withName("grad_a"), ADDRESS.withName("grad_b"));
+
+    static final MethodHandle DIVERGENCE;
+    static final MethodHandle PLAN_PRODUCT;
+    static final MethodHandle LAST_ERROR;
+    static final MethodHandle CUDA_DEVICE_COUNT;
+
+    static {
+        SymbolLookup lookup = SymbolLookup.libraryLookup(libraryPath(), Arena.global());
+        Linker linker = Linker.nativeLinker();
+        DIVERGENCE = linker.downcallHandle(lookup.findOrThrow("sk_divergence"),
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+        PLAN_PRODUCT = linker.downcallHandle(lookup.findOrThrow("sk_plan_product"),
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS));
+        LAST_ERROR = linker.downcallHandle(lookup.findOrThrow("sk_last_error"), FunctionDescriptor.of(ADDRESS));
+        CUDA_DEVICE_COUNT = linker.downcallHandle(lookup.findOrThrow("sk_cuda_device_count"), FunctionDescriptor.of(JAVA_INT));
+    }
+
+    private NativeLibrary() {}
+
+    static long offset(StructLayout layout, String field) {
+        return layout.byteOffset(MemoryLayout.PathElement.groupElement(field));
+    }
+
+    /** Throws the library's error for a non-zero status, with its message. */
+    static void check(int status) {
+        if (status == 0) return;
+        String message;
+        try {
+            MemorySegment text = (MemorySegment) LAST_ERROR.invokeExact();
+            message = text.reinterpret(4096).getString(0);
+        } catch (Throwable t) {
+            message = "(no message: " + t + ")";
+        }
+        SinkhornException.Status s = SinkhornException.Status.of(status);
+        if (s == SinkhornException.Status.INVALID_ARGUMENT) throw new IllegalArgumentException(message);
+        throw new SinkhornException(s, message);
+    }
+
+    private static Path libraryPath() {
+        String override = System.getProperty("sinkhorn4j.library");
+        if (override != null) return Path.of(override);
+        String resource = "/native/linux-x86_64/libsinkhorn4j.so";
+        try (InputStream in = NativeLibrary.class.getResourceAsStream(resource)) {
+            if (in == null) throw new UnsatisfiedLinkError("sinkhorn4j: " + resource + " is not on the class path");
+            Path dir = Files.createTempDirectory("sinkhorn4j");
+            Path lib = dir.resolve("libsinkhorn4j.so");
+            Files.copy(in, lib, StandardCopyOption.REPLACE_EXISTING);
+            dir.toFile().deleteOnExit();  // deleted after the file, which is registered later
+            lib.toFile().deleteOnExit();
+            return lib;
+        } catch (IOException e) {
+            throw new UncheckedIOException("sinkhorn4j: cannot extract the native library", e);
+        }
+    }
+}

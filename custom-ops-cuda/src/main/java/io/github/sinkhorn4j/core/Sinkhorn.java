@@ -1,0 +1,268 @@
+package io.github.sinkhorn4j.core;
+
+import static io.github.sinkhorn4j.core.NativeLibrary.CLOUDS;
+import static io.github.sinkhorn4j.core.NativeLibrary.OPTIONS;
+import static io.github.sinkhorn4j.core.NativeLibrary.OUTPUTS;
+import static io.github.sinkhorn4j.core.NativeLibrary.offset;
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * Entry points of the native library: one call runs a whole solve (no per-iteration round trips).
+ * Native segments are passed to the library as they are; heap segments are copied in and out.
+ * Every argument is checked here first: a bad one raises an IllegalArgumentException naming it.
+ */
+public final class Sinkhorn {
+    private Sinkhorn() {}
+
+    /** Number of CUDA devices the library can use (0 without CUDA support, driver or device). */
+    public static int cudaDeviceCount() {
+        try {
+            return (int) NativeLibrary.CUDA_DEVICE_COUNT.invokeExact();
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** The divergence of every problem of the batch; the outputs asked for are written in place. */
+    public static Report divergence(SinkhornOptions options, Clouds clouds, Outputs outputs) {
+        Objects.requireNonNull(options, "options");
+        Objects.requireNonNull(clouds, "clouds");
+        Objects.requireNonNull(outputs, "outputs");
+        clouds.validateValues();
+        outputs.check(clouds);
+        int batch = (int) clouds.batch();
+        try (Arena arena = Arena.ofConfined()) {
+            Transfers io = new Transfers(arena);
+            MemorySegment opts = options(arena, options);
+            MemorySegment in = clouds(arena, io, clouds);
+            MemorySegment out = arena.allocate(OUTPUTS);
+            MemorySegment loss = arena.allocate(JAVA_DOUBLE, batch);
+            MemorySegment iterations = arena.allocate(JAVA_INT, batch);
+            MemorySegment converged = arena.allocate(JAVA_INT, batch);
+            MemorySegment maxChange = arena.allocate(JAVA_DOUBLE, batch);
+            MemorySegment device = arena.allocate(JAVA_INT);
+            setAddress(out, OUTPUTS, "loss", loss);
+            setAddress(out, OUTPUTS, "iterations", iterations);
+            setAddress(out, OUTPUTS, "converged", converged);
+            setAddress(out, OUTPUTS, "max_change", maxChange);
+            setAddress(out, OUTPUTS, "device_used", device);
+            setAddress(out, OUTPUTS, "f_ba", io.output(outputs.fBa));
+            setAddress(out, OUTPUTS, "g_ab", io.output(outputs.gAb));
+            setAddress(out, OUTPUTS, "f_aa", io.output(outputs.fAa));
+            setAddress(out, OUTPUTS, "g_bb", io.output(outputs.gBb));
+            setAddress(out, OUTPUTS, "grad_x", io.output(outputs.gradX));
+            setAddress(out, OUTPUTS, "grad_y", io.output(outputs.gradY));
+            setAddress(out, OUTPUTS, "grad_a", io.output(outputs.gradA));
+            setAddress(out, OUTPUTS, "grad_b", io.output(outputs.gradB));
+            int status;
+            try {
+                status = (int) NativeLibrary.DIVERGENCE.invokeExact(opts, in, out);
+            } catch (Throwable t) {
+                throw rethrow(t);
+            }
+            NativeLibrary.check(status);
+            io.copyBack();
+            boolean[] conv = new boolean[batch];
+            int[] its = iterations.toArray(JAVA_INT);
+            for (int k = 0; k < batch; k++) conv[k] = converged.getAtIndex(JAVA_INT, k) != 0;
+            Device used = device.get(JAVA_INT, 0) == 2 ? Device.CUDA : Device.CPU;
+            return new Report(loss.toArray(JAVA_DOUBLE), its, conv, maxChange.toArray(JAVA_DOUBLE), used);
+        }
+    }
+
+    /**
+     * Transport-plan products from potentials, pi_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) with
+     * eps = options.eps(): out (n x k) = pi @ v for v (m x k), or, transposed, out (m x k) = pi^T @ v
+     * for v (n x k).
+     */
+    public static void planProduct(SinkhornOptions options, Clouds clouds, MemorySegment f, MemorySegment g,
+                                   boolean transpose, long k, MemorySegment v, MemorySegment out) {
+        Objects.requireNonNull(options, "options");
+        Objects.requireNonNull(clouds, "clouds");
+        if (options.eps() == null) throw new IllegalArgumentException("eps is required for plan products");
+        if (k < 1) throw new IllegalArgumentException("k must be >= 1 (got " + k + ")");
+        clouds.validateValues();
+        long bytes = clouds.dtype().bytes();
+        long rows = transpose ? clouds.m() : clouds.n();
+        long cols = transpose ? clouds.n() : clouds.m();
+        requireRoom("f", f, clouds.n(), bytes);
+        requireRoom("g", g, clouds.m(), bytes);
+        requireRoom("v", v, cols * k, bytes);
+        requireRoom("out", out, rows * k, bytes);
+        try (Arena arena = Arena.ofConfined()) {
+            Transfers io = new Transfers(arena);
+            MemorySegment opts = options(arena, options);
+            MemorySegment in = clouds(arena, io, clouds);
+            int status;
+            try {
+                status = (int) NativeLibrary.PLAN_PRODUCT.invokeExact(opts, in, io.input(f), io.input(g),
+                        transpose ? 1 : 0, k, io.input(v), io.output(out));
+            } catch (Throwable t) {
+                throw rethrow(t);
+            }
+            NativeLibrary.check(status);
+            io.copyBack();
+        }
+    }
+
+    /** One problem on Java arrays (x: n x d row-major, y: m x d; a, b null for uniform weights). */
+    public static DivergenceResult divergence(SinkhornOptions options, double[] x, double[] y, int d, double[] a,
+                                              double[] b, boolean gradients) {
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(y, "y");
+        int n = rows("x", x.length, d), m = rows("y", y.length, d);
+        checkWeights("a", a == null ? -1 : a.length, n);
+        checkWeights("b", b == null ? -1 : b.length, m);
+        return onArrays(options, Clouds.of(DType.FLOAT64, n, m, d, MemorySegment.ofArray(x), MemorySegment.ofArray(y),
+                a == null ? null : MemorySegment.ofArray(a), b == null ? null : MemorySegment.ofArray(b)), gradients);
+    }
+
+    /** One problem on Java arrays in float32. */
+    public static DivergenceResult divergence(SinkhornOptions options, float[] x, float[] y, int d, float[] a,
+                                              float[] b, boolean gradients) {
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(y, "y");
+        int n = rows("x", x.length, d), m = rows("y", y.length, d);
+        checkWeights("a", a == null ? -1 : a.length, n);
+        checkWeights("b", b == null ? -1 : b.length, m);
+        return onArrays(options, Clouds.of(DType.FLOAT32, n, m, d, MemorySegment.ofArray(x), MemorySegment.ofArray(y),
+                a == null ? null : MemorySegment.ofArray(a), b == null ? null : MemorySegment.ofArray(b)), gradients);
+    }
+
+    private static DivergenceResult onArrays(SinkhornOptions options, Clouds c, boolean gradients) {
+        try (Arena arena = Arena.ofConfined()) {
+            long n = c.n(), m = c.m(), d = c.d();
+            MemorySegment fBa = arena.allocate(c.dtype().layout(), n), gAb = arena.allocate(c.dtype().layout(), m);
+            MemorySegment fAa = arena.allocate(c.dtype().layout(), n), gBb = arena.allocate(c.dtype().layout(), m);
+            Outputs out = Outputs.none().fBa(fBa).gAb(gAb).fAa(fAa).gBb(gBb);
+            MemorySegment gx = null, gy = null, ga = null, gb = null;
+            if (gradients) {
+                gx = arena.allocate(c.dtype().layout(), n * d);
+                gy = arena.allocate(c.dtype().layout(), m * d);
+                ga = arena.allocate(c.dtype().layout(), n);
+                gb = arena.allocate(c.dtype().layout(), m);
+                out.gradX(gx).gradY(gy).gradA(ga).gradB(gb);
+            }
+            Report report = divergence(options, c, out);
+            return new DivergenceResult(report, toDoubles(c.dtype(), fBa), toDoubles(c.dtype(), gAb),
+                    options.debias() ? toDoubles(c.dtype(), fAa) : null, options.debias() ? toDoubles(c.dtype(), gBb) : null,
+                    toDoubles(c.dtype(), gx), toDoubles(c.dtype(), gy), toDoubles(c.dtype(), ga), toDoubles(c.dtype(), gb));
+        }
+    }
+
+    private static double[] toDoubles(DType t, MemorySegment s) {
+        if (s == null) return null;
+        double[] out = new double[(int) (s.byteSize() / t.bytes())];
+        for (int i = 0; i < out.length; i++) out[i] = t.get(s, i);
+        return out;
+    }
+
+    private static int rows(String name, int length, int d) {
+        if (d < 1) throw new IllegalArgumentException("d must be >= 1 (got " + d + ")");
+        if (length == 0) throw new IllegalArgumentException(name + " must hold at least one point (empty cloud)");
+        if (length % d != 0) throw new IllegalArgumentException(name + " has " + length + " values, not a multiple of d = " + d);
+        return length / d;
+    }
+
+    private static void checkWeights(String name, int length, int rows) {
+        if (length >= 0 && length != rows) {
+            throw new IllegalArgumentException(name + " has " + length + " weights for " + rows + " points");
+        }
+    }
+
+    private static void requireRoom(String name, MemorySegment s, long count, long bytes) {
+        Objects.requireNonNull(s, name);
+        if (s.byteSize() < count * bytes) {
+            throw new IllegalArgumentException(name + " holds " + s.byteSize() / bytes + " values, " + count + " needed");
+        }
+    }
+
+    private static MemorySegment options(Arena arena, SinkhornOptions o) {
+        MemorySegment s = arena.allocate(OPTIONS);
+        s.set(JAVA_DOUBLE, offset(OPTIONS, "blur"), o.blur());
+        s.set(JAVA_DOUBLE, offset(OPTIONS, "scaling"), o.scaling());
+        s.set(JAVA_DOUBLE, offset(OPTIONS, "reach_x"), o.reachX() == null ? 0 : o.reachX());
+        s.set(JAVA_DOUBLE, offset(OPTIONS, "reach_y"), o.reachY() == null ? 0 : o.reachY());
+        s.set(JAVA_DOUBLE, offset(OPTIONS, "diameter"), o.diameter() == null ? 0 : o.diameter());
+        s.set(JAVA_DOUBLE, offset(OPTIONS, "eps"), o.eps() == null ? 0 : o.eps());
+        double[] epsList = o.epsList();
+        s.set(ADDRESS, offset(OPTIONS, "eps_list"), epsList == null ? MemorySegment.NULL : arena.allocateFrom(JAVA_DOUBLE, epsList));
+        s.set(JAVA_INT, offset(OPTIONS, "eps_list_length"), epsList == null ? 0 : epsList.length);
+        s.set(JAVA_INT, offset(OPTIONS, "n_iters"), o.nIters() != null ? o.nIters() : SinkhornOptions.DEFAULT_FIXED_EPS_ITERATIONS);
+        s.set(JAVA_DOUBLE, offset(OPTIONS, "threshold"), o.threshold());
+        s.set(JAVA_INT, offset(OPTIONS, "inner_iterations"), o.innerIterations());
+        s.set(JAVA_INT, offset(OPTIONS, "debias"), o.debias() ? 1 : 0);
+        s.set(JAVA_INT, offset(OPTIONS, "half_cost"), o.halfCost() ? 1 : 0);
+        s.set(JAVA_INT, offset(OPTIONS, "solver"), o.solver().ordinal());
+        s.set(JAVA_INT, offset(OPTIONS, "last_extrapolation"), o.lastExtrapolation() ? 1 : 0);
+        s.set(JAVA_INT, offset(OPTIONS, "geomloss_gradients"), o.geomlossGradients() ? 1 : 0);
+        s.set(JAVA_INT, offset(OPTIONS, "device"), o.device().ordinal());
+        s.set(JAVA_INT, offset(OPTIONS, "allow_tf32"), o.allowTf32() ? 1 : 0);
+        return s;
+    }
+
+    private static MemorySegment clouds(Arena arena, Transfers io, Clouds c) {
+        MemorySegment s = arena.allocate(CLOUDS);
+        s.set(JAVA_INT, offset(CLOUDS, "dtype"), c.dtype().ordinal());
+        s.set(JAVA_LONG, offset(CLOUDS, "batch"), c.batch());
+        s.set(ADDRESS, offset(CLOUDS, "x_offsets"), arena.allocateFrom(JAVA_LONG, c.xOffsets()));
+        s.set(ADDRESS, offset(CLOUDS, "y_offsets"), arena.allocateFrom(JAVA_LONG, c.yOffsets()));
+        s.set(JAVA_LONG, offset(CLOUDS, "n"), c.n());
+        s.set(JAVA_LONG, offset(CLOUDS, "m"), c.m());
+        s.set(JAVA_LONG, offset(CLOUDS, "d"), c.d());
+        s.set(ADDRESS, offset(CLOUDS, "x"), io.input(c.x()));
+        s.set(ADDRESS, offset(CLOUDS, "y"), io.input(c.y()));
+        s.set(ADDRESS, offset(CLOUDS, "a"), io.input(c.a()));
+        s.set(ADDRESS, offset(CLOUDS, "b"), io.input(c.b()));
+        return s;
+    }
+
+    private static void setAddress(MemorySegment struct, java.lang.foreign.StructLayout layout, String field, MemorySegment value) {
+        struct.set(ADDRESS, offset(layout, field), value);
+    }
+
+    private static RuntimeException rethrow(Throwable t) {
+        if (t instanceof RuntimeException r) return r;
+        if (t instanceof Error e) throw e;
+        return new IllegalStateException(t);
+    }
+
+    /** Native stand-ins for heap segments: inputs copied in, outputs copied back after the call. */
+    private static final class Transfers {
+        private final Arena arena;
+        private final List<MemorySegment[]> pending = new ArrayList<>();
+
+        Transfers(Arena arena) {
+            this.arena = arena;
+        }
+
+        MemorySegment input(MemorySegment s) {
+            if (s == null) return MemorySegment.NULL;
+            if (s.isNative()) return s;
+            MemorySegment copy = arena.allocate(s.byteSize(), 8);
+            copy.copyFrom(s);
+            return copy;
+        }
+
+        MemorySegment output(MemorySegment s) {
+            if (s == null) return MemorySegment.NULL;
+            if (s.isNative()) return s;
+            MemorySegment copy = arena.allocate(s.byteSize(), 8);
+            pending.add(new MemorySegment[] {s, copy});
+            return copy;
+        }
+
+        void copyBack() {
+            for (MemorySegment[] p : pending) p[0].copyFrom(p[1]);
+        }
+    }
+}
