@@ -267,20 +267,14 @@ class DivergenceSolver {
     return sum;
   }
 
-  // dL/dw_i: p_i - q_i when balanced; (rho + eps)(e^{-q_i/rho} - e^{-p_i/rho}) when relaxed, or
-  // (rho + eps)(1 - e^{-p_i/rho}) - eps/2 without debiasing (derivative of the converged loss).
+  // dL/dw_i = psi(p_i) - psi(q_i) when debiased, psi(p_i) - eps/2 otherwise, with psi(f) = f on a
+  // balanced side and (rho + eps)(1 - e^{-f/rho}) on a relaxed one: the derivative of the converged
+  // loss (envelope theorem on the dual, whose mass terms give the eps/2). Balanced sides' weight
+  // gradients are defined up to a constant.
   void weightGradient(const std::vector<T>& p, const std::vector<T>& q, double rho, double eps, T* out) const {
     const bool relaxed = !std::isinf(rho);
-    for (size_t i = 0; i < p.size(); ++i) {
-      double v;
-      if (!relaxed) {
-        v = st_.debias ? double(p[i]) - double(q[i]) : double(p[i]);
-      } else {
-        v = st_.debias ? (rho + eps) * (std::exp(-double(q[i]) / rho) - std::exp(-double(p[i]) / rho))
-                       : (rho + eps) * (1 - std::exp(-double(p[i]) / rho)) - eps / 2;
-      }
-      out[i] = T(v);
-    }
+    auto psi = [&](double f) { return relaxed ? (rho + eps) * (1 - std::exp(-f / rho)) : f; };
+    for (size_t i = 0; i < p.size(); ++i) out[i] = T(psi(double(p[i])) - (st_.debias ? psi(double(q[i])) : eps / 2));
   }
 
   // grad_i = 2c damp [ k(p_i) w_i (x_i - bary_i) - k(q_i) w_i (x_i - self_bary_i) ], where k = 1 when

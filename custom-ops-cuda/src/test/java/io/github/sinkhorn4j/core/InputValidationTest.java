@@ -1,0 +1,82 @@
+package io.github.sinkhorn4j.core;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.function.Executable;
+
+/** Bad input raises a clear exception naming the argument; nothing reaches the native code unchecked. */
+class InputValidationTest {
+    private static final SinkhornOptions CPU = SinkhornOptions.builder().device(Device.CPU).build();
+    private final double[] x = {0, 0, 1, 0, 0, 1};
+    private final double[] y = {0.5, 0.5, 1, 1};
+
+    private static void named(String name, Executable call) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call);
+        assertTrue(e.getMessage().contains(name), "message should name " + name + ": " + e.getMessage());
+    }
+
+    @Test
+    void nanCoordinates() {
+        named("x", () -> Sinkhorn.divergence(CPU, new double[] {0, Double.NaN, 1, 1}, y, 2, null, null, false));
+        named("y", () -> Sinkhorn.divergence(CPU, x, new double[] {0, Double.POSITIVE_INFINITY}, 2, null, null, false));
+    }
+
+    @Test
+    void mismatchedShapes() {
+        named("x", () -> Sinkhorn.divergence(CPU, new double[] {0, 0, 1}, y, 2, null, null, false));
+        named("a", () -> Sinkhorn.divergence(CPU, x, y, 2, new double[] {0.5, 0.5}, null, false));
+        named("b", () -> Sinkhorn.divergence(CPU, x, y, 2, null, new double[] {1, 0, 0}, false));
+        named("d", () -> Sinkhorn.divergence(CPU, x, y, 0, null, null, false));
+    }
+
+    @Test
+    void emptyClouds() {
+        named("x", () -> Sinkhorn.divergence(CPU, new double[0], y, 2, null, null, false));
+        named("y", () -> Sinkhorn.divergence(CPU, x, new double[0], 2, null, null, false));
+    }
+
+    @Test
+    void negativeOrZeroMassWeights() {
+        named("a", () -> Sinkhorn.divergence(CPU, x, y, 2, new double[] {0.5, -0.1, 0.6}, null, false));
+        named("b", () -> Sinkhorn.divergence(CPU, x, y, 2, null, new double[] {0, 0}, false));
+        named("a", () -> Sinkhorn.divergence(CPU, x, y, 2, new double[] {0.5, Double.NaN, 0.5}, null, false));
+    }
+
+    @Test
+    void badBatchOffsets() {
+        MemorySegment xs = MemorySegment.ofArray(x), ys = MemorySegment.ofArray(y);
+        named("xOffsets", () -> Clouds.batched(DType.FLOAT64, new long[] {0, 3, 3}, new long[] {0, 1, 2}, 2, xs, ys, null, null));
+        named("yOffsets", () -> Clouds.batched(DType.FLOAT64, new long[] {0, 1}, new long[] {0, 1, 2}, 2, xs, ys, null, null));
+    }
+
+    @Test
+    void outputsTooSmall() {
+        try (Arena arena = Arena.ofConfined()) {
+            Clouds c = Clouds.of(DType.FLOAT64, 3, 2, 2, MemorySegment.ofArray(x), MemorySegment.ofArray(y), null, null);
+            MemorySegment small = arena.allocate(ValueLayout.JAVA_DOUBLE, 2);
+            named("gradX", () -> Sinkhorn.divergence(CPU, c, Outputs.none().gradX(small)));
+        }
+    }
+
+    @Test
+    void planProductNeedsEps() {
+        Clouds c = Clouds.of(DType.FLOAT64, 3, 2, 2, MemorySegment.ofArray(x), MemorySegment.ofArray(y), null, null);
+        MemorySegment f = MemorySegment.ofArray(new double[3]), g = MemorySegment.ofArray(new double[2]);
+        named("eps", () -> Sinkhorn.planProduct(CPU, c, f, g, false, 1, MemorySegment.ofArray(new double[2]),
+                MemorySegment.ofArray(new double[3])));
+    }
+
+    @Test
+    void missingCudaDeviceIsAJavaException() {
+        if (Sinkhorn.cudaDeviceCount() > 0) return;  // only meaningful where no GPU is usable
+        SinkhornOptions cuda = SinkhornOptions.builder().device(Device.CUDA).build();
+        SinkhornException e = assertThrows(SinkhornException.class, () -> Sinkhorn.divergence(cuda, x, y, 2, null, null, false));
+        assertEquals(SinkhornException.Status.NO_DEVICE, e.status());
+    }
+}
