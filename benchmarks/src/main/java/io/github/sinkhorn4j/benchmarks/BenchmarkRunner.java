@@ -1,0 +1,281 @@
+package io.github.sinkhorn4j.benchmarks;
+
+import io.github.sinkhorn4j.core.DType;
+import io.github.sinkhorn4j.core.Device;
+import io.github.sinkhorn4j.core.Report;
+import io.github.sinkhorn4j.core.Sinkhorn;
+import io.github.sinkhorn4j.core.Solver;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.EnumMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The benchmark runner: times protocols of the anchors file on the CPU or CUDA backend and prints
+ * one JSON line per run (stdout; progress and errors of the command line go to stderr).
+ */
+public final class BenchmarkRunner {
+    private static final String USAGE = """
+            usage: benchmarks/run [options]          (or .gpu-bundle/run.sh io.github.sinkhorn4j.benchmarks.BenchmarkRunner [options])
+              --device cpu|cuda              backend (default cpu; cuda for --suite anchors)
+              --protocol forward|loss+grad|hvp
+                                             forward: fixed eps, full cost, no debias, exactly --iters iterations, value only
+                                             loss+grad: GeomLoss schedule (--blur, --scaling), debias, half cost, value + grad x
+                                             hvp: Hessian-vector product w.r.t. x (blur 0.1, no debias)   (default loss+grad)
+              --n N --m M --d D              cloud sizes and dimension (default n 2000, m = n, d 3)
+              --iters K --eps E              forward protocol (default 100, 0.1)
+              --blur B --scaling S           loss+grad and hvp (default 0.05 (hvp 0.1), 0.5)
+              --solver symmetric|alternating (default symmetric)
+              --dtype float32|float64        (default float32)
+              --reps R --warmup W            timed runs and warm-ups (default 5, 1; suites: as their anchors)
+              --tf32 on|off                  CUDA float32 dot products on tensor cores (default on)
+              --seed S                       data seed (default 0)
+              --suite anchors|geomloss-cpu   every row of ../shared/anchors/flashsinkhorn-h100.json (CUDA; 10 reps, 3
+                                             warm-ups) or of geomloss-cpu.json (CPU; 3 reps, 1 warm-up), with ratios
+              --anchors DIR                  where the anchor files are (default ../shared/anchors; else built-in copies)
+            Threads of the CPU backend: SINKHORN4J_NUM_THREADS (default: every hardware thread).""";
+
+    private static final Set<String> OPTIONS = Set.of("device", "protocol", "n", "m", "d", "iters", "eps", "blur", "scaling",
+            "solver", "dtype", "reps", "warmup", "tf32", "seed", "suite", "anchors");
+
+    private final Map<Device, String> deviceNames = new EnumMap<>(Device.class);
+    private final Anchors anchors;
+
+    private BenchmarkRunner(Anchors anchors) {
+        this.anchors = anchors;
+    }
+
+    public static void main(String[] args) {
+        Map<String, String> given;
+        List<RunSpec> plan;
+        Anchors anchors;
+        try {
+            given = parse(args);
+            if (given.containsKey("help")) {
+                System.out.println(USAGE);
+                return;
+            }
+            anchors = new Anchors(Path.of(given.getOrDefault("anchors", "../shared/anchors")));
+            plan = plan(given, anchors);
+        } catch (IllegalArgumentException e) {
+            System.err.println("benchmarks: " + e.getMessage());
+            System.err.println(USAGE);
+            System.exit(2);
+            return;
+        }
+        BenchmarkRunner runner = new BenchmarkRunner(anchors);
+        int failures = 0;
+        for (RunSpec spec : plan) {
+            Map<String, Object> result = runner.measure(spec);
+            if (result.containsKey("error") && !"unavailable".equals(result.get("status"))) failures++;
+            System.out.println(Json.write(result));
+            System.out.flush();
+        }
+        if (failures > 0) System.exit(1);
+    }
+
+    private static Map<String, String> parse(String[] args) {
+        Map<String, String> given = new LinkedHashMap<>();
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i];
+            if (a.equals("--help") || a.equals("-h")) {
+                given.put("help", "");
+                continue;
+            }
+            if (!a.startsWith("--")) throw new IllegalArgumentException("unexpected argument '" + a + "'");
+            String key = a.substring(2), value;
+            int eq = key.indexOf('=');
+            if (eq >= 0) {
+                value = key.substring(eq + 1);
+                key = key.substring(0, eq);
+            } else {
+                if (i + 1 >= args.length) throw new IllegalArgumentException("--" + key + " needs a value");
+                value = args[++i];
+            }
+            if (!OPTIONS.contains(key)) throw new IllegalArgumentException("unknown option --" + key);
+            given.put(key, value);
+        }
+        return given;
+    }
+
+    /** The runs asked for: one from the options, or a suite's rows (deduplicated) with the options as overrides. */
+    private static List<RunSpec> plan(Map<String, String> given, Anchors anchors) {
+        String suite = given.get("suite");
+        if (suite == null) return List.of(single(given));
+        for (String k : List.of("protocol", "n", "m", "d", "iters", "eps", "blur", "scaling", "solver")) {
+            if (given.containsKey(k)) throw new IllegalArgumentException("--" + k + " is set by the suite's rows");
+        }
+        List<Anchors.Row> rows = switch (suite) {
+            case "anchors" -> anchors.rows(Anchors.FLASH_SINKHORN);
+            case "geomloss-cpu" -> anchors.rows(Anchors.GEOMLOSS_CPU);
+            default -> throw new IllegalArgumentException("--suite must be anchors or geomloss-cpu (got " + suite + ")");
+        };
+        boolean gpu = suite.equals("anchors");
+        Set<RunSpec> specs = new LinkedHashSet<>();
+        for (Anchors.Row row : rows) {
+            RunSpec s = row.spec(integer(given, "reps", gpu ? 10 : 3), integer(given, "warmup", gpu ? 3 : 1));
+            specs.add(new RunSpec(s.protocol(), device(given, row.device()), s.n(), s.m(), s.d(), s.iters(), s.eps(), s.blur(),
+                    s.scaling(), s.solver(), dtype(given), s.reps(), s.warmup(), tf32(given), integer(given, "seed", 0)));
+        }
+        return new ArrayList<>(specs);
+    }
+
+    private static RunSpec single(Map<String, String> given) {
+        Protocol protocol = Protocol.of(given.getOrDefault("protocol", Protocol.LOSS_AND_GRAD.label));
+        long n = integer(given, "n", 2000);
+        return new RunSpec(protocol, device(given, Device.CPU), n, integer(given, "m", n), integer(given, "d", 3),
+                integer(given, "iters", RunSpec.DEFAULT_ITERS), number(given, "eps", RunSpec.DEFAULT_EPS),
+                number(given, "blur", protocol.defaultBlur()), number(given, "scaling", 0.5), solver(given), dtype(given),
+                integer(given, "reps", 5), integer(given, "warmup", 1), tf32(given), integer(given, "seed", 0));
+    }
+
+    private static Device device(Map<String, String> given, Device fallback) {
+        return choice(given, "device", fallback, Device.CPU, Device.CUDA);
+    }
+
+    private static Solver solver(Map<String, String> given) {
+        return choice(given, "solver", Solver.SYMMETRIC, Solver.values());
+    }
+
+    private static DType dtype(Map<String, String> given) {
+        return switch (given.getOrDefault("dtype", "float32")) {
+            case "float32" -> DType.FLOAT32;
+            case "float64" -> DType.FLOAT64;
+            default -> throw new IllegalArgumentException("--dtype must be float32 or float64 (got " + given.get("dtype") + ")");
+        };
+    }
+
+    private static boolean tf32(Map<String, String> given) {
+        return switch (given.getOrDefault("tf32", "on")) {
+            case "on" -> true;
+            case "off" -> false;
+            default -> throw new IllegalArgumentException("--tf32 must be on or off (got " + given.get("tf32") + ")");
+        };
+    }
+
+    @SafeVarargs
+    private static <E extends Enum<E>> E choice(Map<String, String> given, String key, E fallback, E... allowed) {
+        String v = given.get(key);
+        if (v == null) return fallback;
+        return Arrays.stream(allowed).filter(e -> e.name().equalsIgnoreCase(v)).findFirst()
+                .orElseThrow(() -> new IllegalArgumentException("--" + key + " must be one of "
+                        + Arrays.stream(allowed).map(BenchmarkRunner::lower).toList() + " (got " + v + ")"));
+    }
+
+    private static int integer(Map<String, String> given, String key, long fallback) {
+        String v = given.get(key);
+        try {
+            return v == null ? Math.toIntExact(fallback) : Integer.parseInt(v);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--" + key + " must be an integer (got " + v + ")");
+        }
+    }
+
+    private static double number(Map<String, String> given, String key, double fallback) {
+        String v = given.get(key);
+        try {
+            return v == null ? fallback : Double.parseDouble(v);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--" + key + " must be a number (got " + v + ")");
+        }
+    }
+
+    private static String lower(Enum<?> e) {
+        return e.name().toLowerCase(Locale.ROOT);
+    }
+
+    /** Warm-ups, then reps timed runs (wall clock around the synchronous call); the record of the run. */
+    private Map<String, Object> measure(RunSpec spec) {
+        Map<String, Object> r = describe(spec);
+        if (spec.protocol() == Protocol.HVP) {
+            r.put("status", "unavailable");
+            r.put("error", "not available: the core binding has no Hessian-vector product entry point (Sinkhorn.hvp) yet");
+            return r;
+        }
+        if (spec.device() == Device.CUDA && Sinkhorn.cudaDeviceCount() == 0) {
+            r.put("error", "no CUDA device usable by the library (built without CUDA, no driver or no GPU)");
+            return r;
+        }
+        try (Workload work = new Workload(spec)) {
+            long processPeak = HostMemory.peakBytes();
+            boolean perRun = HostMemory.resetPeak();
+            for (int i = 0; i < spec.warmup(); i++) work.run();
+            double[] ms = new double[spec.reps()];
+            Report last = null;
+            for (int i = 0; i < spec.reps(); i++) {
+                long t0 = System.nanoTime();
+                last = work.run();
+                ms[i] = (System.nanoTime() - t0) / 1e6;
+            }
+            long runPeak = HostMemory.peakBytes();
+            Arrays.sort(ms);
+            double median = ms.length % 2 == 1 ? ms[ms.length / 2] : 0.5 * (ms[ms.length / 2 - 1] + ms[ms.length / 2]);
+            r.put("median_ms", median);
+            r.put("min_ms", ms[0]);
+            r.put("max_ms", ms[ms.length - 1]);
+            r.put("loss", last.loss0());
+            r.put("iterations", last.iterations()[0]);
+            r.put("device_used", lower(last.device()));
+            r.put("peak_rss_bytes", runPeak);
+            r.put("peak_rss_scope", perRun ? "run" : "process");
+            r.put("process_peak_rss_bytes", Math.max(processPeak, runPeak));
+            // The library has no query of its device memory yet: see docs/benchmarks.md.
+            r.put("peak_device_bytes", null);
+            List<Map<String, Object>> refs = new ArrayList<>();
+            for (Anchors.Row a : anchors.matching(spec)) {
+                Map<String, Object> ref = new LinkedHashMap<>();
+                ref.put("what", a.what());
+                ref.put("source", a.source());
+                ref.put("ms", a.ms());
+                ref.put("ratio", median / a.ms());
+                refs.add(ref);
+            }
+            if (!refs.isEmpty()) r.put("anchors", refs);
+        } catch (RuntimeException e) {
+            r.put("error", e.getClass().getSimpleName() + ": " + e.getMessage());
+        }
+        return r;
+    }
+
+    private Map<String, Object> describe(RunSpec s) {
+        Map<String, Object> r = new LinkedHashMap<>();
+        r.put("protocol", s.protocol().label);
+        r.put("device", lower(s.device()));
+        r.put("device_name", deviceNames.computeIfAbsent(s.device(), DeviceNames::of));
+        if (s.device() == Device.CPU) r.put("threads", cpuThreads());
+        r.put("n", s.n());
+        r.put("m", s.m());
+        r.put("d", s.d());
+        r.put("dtype", lower(s.dtype()));
+        r.put("solver", lower(s.solver()));
+        if (s.protocol() == Protocol.FORWARD) {
+            r.put("iters", s.iters());
+            r.put("eps", s.eps());
+        } else {
+            r.put("blur", s.blur());
+            r.put("scaling", s.scaling());
+        }
+        if (s.device() == Device.CUDA) r.put("tf32", s.tf32());
+        r.put("reps", s.reps());
+        r.put("warmup", s.warmup());
+        r.put("seed", s.seed());
+        return r;
+    }
+
+    // As the library counts them (cpu_backend.cpp): SINKHORN4J_NUM_THREADS, else every hardware thread.
+    private static int cpuThreads() {
+        String env = System.getenv("SINKHORN4J_NUM_THREADS");
+        try {
+            if (env != null && Integer.parseInt(env.trim()) > 0) return Integer.parseInt(env.trim());
+        } catch (NumberFormatException e) {
+            // the library ignores it too
+        }
+        return Runtime.getRuntime().availableProcessors();
+    }
+}
