@@ -80,11 +80,13 @@ class DivergenceSolver {
   }
 
   void solve(const HostOutputs<T>& out) {
-    const bool grads = out.gradX || out.gradY;
+    const bool gradX = out.gradX != nullptr, gradY = out.gradY != nullptr;
     f_ = Vec(be_, hc_.n), g_ = Vec(be_, hc_.m), fNew_ = Vec(be_, hc_.n), gNew_ = Vec(be_, hc_.m);
     if (st_.debias) fAa_ = Vec(be_, hc_.n), gBb_ = Vec(be_, hc_.m), fAaNew_ = Vec(be_, hc_.n), gBbNew_ = Vec(be_, hc_.m);
-    if (grads) baryXY_ = Vec(be_, hc_.n * hc_.d), baryYX_ = Vec(be_, hc_.m * hc_.d);
-    if (grads && st_.debias) baryXX_ = Vec(be_, hc_.n * hc_.d), baryYY_ = Vec(be_, hc_.m * hc_.d);
+    if (gradX) baryXY_ = Vec(be_, hc_.n * hc_.d);
+    if (gradY) baryYX_ = Vec(be_, hc_.m * hc_.d);
+    if (gradX && st_.debias) baryXX_ = Vec(be_, hc_.n * hc_.d);
+    if (gradY && st_.debias) baryYY_ = Vec(be_, hc_.m * hc_.d);
 
     std::vector<int32_t> iterations(segments_, 0);
     std::vector<double> change(segments_, std::numeric_limits<double>::infinity());
@@ -129,7 +131,7 @@ class DivergenceSolver {
       swapPotentials();
       if (checkDue && !last && deactivateConverged(change)) break;
     }
-    extrapolateAndAverage(epsList.back(), grads);
+    extrapolateAndAverage(epsList.back(), gradX, gradY);
     finish(out, iterations, change, epsList.back());
   }
 
@@ -204,21 +206,21 @@ class DivergenceSolver {
   }
 
   // GeomLoss's last extrapolation (every potential from the previous ones, no averaging), which is
-  // also where the gradients' barycentres are taken. Without it, the barycentre passes only feed
-  // the gradients and their potentials are dropped.
-  void extrapolateAndAverage(double eps, bool grads) {
-    if (!st_.lastExtrapolation && !grads) return;
+  // also where the gradients' barycentres are taken. Without it, only the passes whose barycentres
+  // feed a requested gradient run, and their potentials are dropped.
+  void extrapolateAndAverage(double eps, bool gradX, bool gradY) {
+    if (!st_.lastExtrapolation && !gradX && !gradY) return;
     active_.upload(std::vector<uint8_t>(segments_, 1).data());
-    std::vector<SoftminPass<T>> passes = {xFromY(eps, g_.get(), nullptr, 0, fNew_.get()),
-                                          yFromX(eps, f_.get(), nullptr, 0, gNew_.get())};
+    std::vector<SoftminPass<T>> passes;
+    auto add = [&](SoftminPass<T> p, bool average, const Vec& v, Vec& bary) {
+      if (average) withAverage(p, v, bary);
+      if (average || st_.lastExtrapolation) passes.push_back(p);
+    };
+    add(xFromY(eps, g_.get(), nullptr, 0, fNew_.get()), gradX, y_, baryXY_);
+    add(yFromX(eps, f_.get(), nullptr, 0, gNew_.get()), gradY, x_, baryYX_);
     if (st_.debias) {
-      passes.push_back(xFromX(eps, fAa_.get(), nullptr, 0, fAaNew_.get()));
-      passes.push_back(yFromY(eps, gBb_.get(), nullptr, 0, gBbNew_.get()));
-    }
-    if (grads) {
-      withAverage(passes[0], y_, baryXY_);
-      withAverage(passes[1], x_, baryYX_);
-      if (st_.debias) withAverage(passes[2], x_, baryXX_), withAverage(passes[3], y_, baryYY_);
+      add(xFromX(eps, fAa_.get(), nullptr, 0, fAaNew_.get()), gradX, x_, baryXX_);
+      add(yFromY(eps, gBb_.get(), nullptr, 0, gBbNew_.get()), gradY, y_, baryYY_);
     }
     be_.softmin(passes.data(), static_cast<int>(passes.size()));
     if (st_.lastExtrapolation) swapPotentials();

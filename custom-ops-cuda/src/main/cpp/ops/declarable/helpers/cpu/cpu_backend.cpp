@@ -1,11 +1,8 @@
-// CPU kernels of the streaming softmin (see ../softmin.h).
+// CPU backend of the streaming softmin (see ../softmin.h): column packing, work distribution over
+// threads and the choice of kernel (softmin_kernel.h).
 //
-// Work items are (pass, segment, block of kTaskRows rows), shared by the worker threads through an
-// atomic counter. Inside an item, kRows rows at a time sweep the segment's columns in tiles of
-// kCols: the kRows x kCols scores are accumulated in registers over the dimension (one load of y
-// feeds kRows FMAs), then folded into an online max / sum (and the optional average of v).
-// y is read transposed and padded (d x mPadded per segment), so the inner loops are unit-stride and
-// the compiler vectorises them; padded columns carry u = -inf and contribute exp(-inf) = 0.
+// Work items are (pass, segment, block of rows), shared by the worker threads through an atomic
+// counter; a kernel sweeps a block's rows over the segment's columns, packed once per call.
 #include "cpu_backend.h"
 
 #include <algorithm>
@@ -16,140 +13,78 @@
 #include <thread>
 #include <vector>
 
-#include "fast_exp.h"
+#include "softmin_kernel.h"
 
 namespace sinkhorn {
 namespace helpers {
 namespace {
 
-constexpr int kRows = 4;           // rows sharing one sweep over a column tile
-constexpr int kVector = 16;        // columns accumulated together in registers
-constexpr int64_t kCols = 256;     // columns per tile (multiple of kVector): scores stay in L1
-constexpr int64_t kTaskRows = 32;  // rows per work item
+constexpr int64_t kTaskBlocks = 4;   // kernel row blocks per work item
 constexpr double kSerialWork = 2e5;  // below this many multiply-adds a call runs on one thread
+constexpr double kLog2e = 1.44269504088896340736;
 
 int64_t roundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
-// Column data of one segment of one pass: transposed, padded y and the bias u.
-template <typename T>
-struct SegmentColumns {
-  int64_t begin = 0, count = 0, padded = 0;
-  std::vector<T> yT;  // d x padded
-  std::vector<T> u;   // padded
-};
+// AVX-512 where the processor has it (x86-64-v4's set), else AVX2; SINKHORN4J_CPU_KERNELS=avx2
+// forces the baseline kernels (to test them on an AVX-512 machine).
+const cpu::KernelTable& kernels() {
+  static const cpu::KernelTable& table = []() -> const cpu::KernelTable& {
+    const char* forced = std::getenv("SINKHORN4J_CPU_KERNELS");
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    return avx512 && !(forced && std::string(forced) == "avx2") ? cpu::avx512Kernels() : cpu::avx2Kernels();
+  }();
+  return table;
+}
 
 template <typename T>
-std::vector<SegmentColumns<T>> prepareColumns(const SoftminPass<T>& p) {
+struct SegmentColumns {
+  std::vector<T> panels, bias, values;
+  cpu::PackedColumns<T> view;
+};
+
+// Rows begin..begin+count of `src` (width values each) into panels (softmin_kernel.h).
+template <typename T>
+void packPanels(const T* src, int64_t begin, int64_t count, int64_t padded, int64_t width, std::vector<T>& out) {
+  constexpr int64_t P = cpu::panelWidth<T>();
+  out.assign(padded * width, T(0));
+  for (int64_t j = 0; j < count; ++j) {
+    T* panel = out.data() + (j / P) * width * P + j % P;
+    for (int64_t t = 0; t < width; ++t) panel[t * P] = src[(begin + j) * width + t];
+  }
+}
+
+// The columns of every segment of a pass, packed with their base-2 bias, and v where the pass
+// averages it (the gradients average the columns themselves: their panels serve twice).
+template <typename T>
+std::vector<SegmentColumns<T>> packColumns(const SoftminPass<T>& p) {
   std::vector<SegmentColumns<T>> segs(p.segments);
-  const T invEps = T(1) / p.eps;
+  const double invEps = 1.0 / double(p.eps);
+  const bool valuesAreColumns = p.avg && p.v == p.y && p.k == p.d;
   for (int64_t s = 0; s < p.segments; ++s) {
     SegmentColumns<T>& c = segs[s];
-    c.begin = p.yOffsets[s];
-    c.count = p.yOffsets[s + 1] - c.begin;
-    c.padded = roundUp(std::max<int64_t>(c.count, 1), kVector);
-    c.yT.assign(p.d * c.padded, T(0));
-    c.u.assign(c.padded, -std::numeric_limits<T>::infinity());
-    for (int64_t j = 0; j < c.count; ++j) {
-      const int64_t gj = c.begin + j;
-      const T h = p.yPotential ? p.yPotential[gj] : T(0);
-      c.u[j] = p.yLogWeights[gj] + (h - p.ySqNorm[gj]) * invEps;
-      const T* yj = p.y + gj * p.d;
-      for (int64_t t = 0; t < p.d; ++t) c.yT[t * c.padded + j] = yj[t];
+    const int64_t begin = p.yOffsets[s], count = p.yOffsets[s + 1] - begin;
+    const int64_t padded = roundUp(std::max<int64_t>(count, 1), cpu::panelWidth<T>());
+    packPanels(p.y, begin, count, padded, p.d, c.panels);
+    if (p.avg && !valuesAreColumns) packPanels(p.v, begin, count, padded, p.k, c.values);
+    c.bias.assign(padded, -std::numeric_limits<T>::infinity());
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t gj = begin + j;
+      const double h = p.yPotential ? double(p.yPotential[gj]) : 0.0;
+      c.bias[j] = T(kLog2e * (double(p.yLogWeights[gj]) + (h - double(p.ySqNorm[gj])) * invEps));
     }
+    const T* values = !p.avg ? nullptr : valuesAreColumns ? c.panels.data() : c.values.data();
+    c.view = {c.panels.data(), c.bias.data(), values, count, padded};
   }
   return segs;
 }
 
-// scores[r][0..kVector) = u + sum_t xs[r][t] * yT[t][j..j+kVector)
 template <typename T>
-inline void scoreChunk(const T* xs, int64_t d, const T* yT, int64_t stride, const T* u, T (*scores)[kCols],
-                       int64_t col) {
-  T acc[kRows][kVector];
-  for (int r = 0; r < kRows; ++r)
-    for (int q = 0; q < kVector; ++q) acc[r][q] = u[q];
-  for (int64_t t = 0; t < d; ++t) {
-    const T* yt = yT + t * stride;
-    for (int r = 0; r < kRows; ++r) {
-      const T xv = xs[r * d + t];
-      for (int q = 0; q < kVector; ++q) acc[r][q] += xv * yt[q];
-    }
-  }
-  for (int r = 0; r < kRows; ++r)
-    for (int q = 0; q < kVector; ++q) scores[r][col + q] = acc[r][q];
-}
-
-template <typename T>
-struct RowScratch {
-  std::vector<T> xs;   // kRows x d, scaled by 2c/eps
-  std::vector<T> acc;  // kRows x k
-  alignas(64) T scores[kRows][kCols];
-};
-
-// Rows [i0, i0 + rows) of one segment, rows <= kRows.
-template <typename T>
-void softminRows(const SoftminPass<T>& p, const SegmentColumns<T>& cols, int64_t i0, int rows, RowScratch<T>& sc) {
-  const int64_t d = p.d, k = p.avg ? p.k : 0;
-  const T scale = T(2) * p.cost / p.eps;
-  for (int r = 0; r < kRows; ++r) {
-    const int64_t i = i0 + std::min(r, rows - 1);  // spare lanes repeat the last row
-    for (int64_t t = 0; t < d; ++t) sc.xs[r * d + t] = p.x[i * d + t] * scale;
-  }
-  T maxScore[kRows], sum[kRows];
-  for (int r = 0; r < kRows; ++r) {
-    maxScore[r] = -std::numeric_limits<T>::infinity();
-    sum[r] = T(0);
-  }
-  std::fill(sc.acc.begin(), sc.acc.end(), T(0));
-
-  for (int64_t jb = 0; jb < cols.padded; jb += kCols) {
-    const int64_t width = std::min(kCols, cols.padded - jb);
-    for (int64_t q = 0; q < width; q += kVector)
-      scoreChunk(sc.xs.data(), d, cols.yT.data() + jb + q, cols.padded, cols.u.data() + jb + q, sc.scores, q);
-    const int64_t real = std::min(width, cols.count - jb);
-    for (int r = 0; r < rows; ++r) {
-      T* s = sc.scores[r];
-      T tileMax = -std::numeric_limits<T>::infinity();
-      for (int64_t q = 0; q < width; ++q) tileMax = std::max(tileMax, s[q]);
-      if (tileMax > maxScore[r]) {
-        const T rescale = std::exp(maxScore[r] - tileMax);
-        sum[r] *= rescale;
-        for (int64_t c = 0; c < k; ++c) sc.acc[r * k + c] *= rescale;
-        maxScore[r] = tileMax;
-      }
-      const T m = maxScore[r];
-      if (m == -std::numeric_limits<T>::infinity()) continue;
-      T tileSum = T(0);
-      for (int64_t q = 0; q < width; ++q) {
-        const T e = expNonPositive(s[q] - m);
-        s[q] = e;
-        tileSum += e;
-      }
-      sum[r] += tileSum;
-      if (k) {
-        T* acc = sc.acc.data() + r * k;
-        const T* v = p.v + (cols.begin + jb) * k;
-        for (int64_t q = 0; q < real; ++q) {
-          const T e = s[q];
-          const T* vq = v + q * k;
-          for (int64_t c = 0; c < k; ++c) acc[c] += e * vq[c];
-        }
-      }
-    }
-  }
-
-  for (int r = 0; r < rows; ++r) {
-    const int64_t i = i0 + r;
-    const T lse = maxScore[r] + std::log(sum[r]);
-    const T softmin = p.xSqNorm[i] - p.eps * lse;
-    const T updated = p.damping * softmin;
-    p.out[i] = p.prev && p.blend != T(0) ? p.blend * p.prev[i] + (T(1) - p.blend) * updated : updated;
-    if (p.lse) p.lse[i] = lse;
-    if (k) {
-      const T inv = T(1) / sum[r];
-      for (int64_t c = 0; c < k; ++c) p.avg[i * k + c] = sc.acc[r * k + c] * inv;
-    }
-  }
-}
+void runKernel(const cpu::RowBlock<T>& block);
+template <>
+void runKernel<float>(const cpu::RowBlock<float>& block) { kernels().rowsFloat(block); }
+template <>
+void runKernel<double>(const cpu::RowBlock<double>& block) { kernels().rowsDouble(block); }
 
 struct WorkItem {
   int pass;
@@ -197,10 +132,11 @@ void CpuBackend::softmin(const SoftminPass<T>* passes, int count) {
   std::vector<std::vector<SegmentColumns<T>>> columns(count);
   std::vector<WorkItem> items;
   double work = 0;
-  int64_t maxK = 0, maxD = 0;
+  int64_t maxK = 0, maxD = 1;
+  const int64_t taskRows = kTaskBlocks * kernels().blockRows;
   for (int pi = 0; pi < count; ++pi) {
     const SoftminPass<T>& p = passes[pi];
-    columns[pi] = prepareColumns(p);
+    columns[pi] = packColumns(p);
     maxD = std::max(maxD, p.d);
     if (p.avg) maxK = std::max(maxK, p.k);
     for (int64_t s = 0; s < p.segments; ++s) {
@@ -210,21 +146,17 @@ void CpuBackend::softmin(const SoftminPass<T>* passes, int count) {
         continue;
       }
       work += double(re - rb) * double(p.yOffsets[s + 1] - p.yOffsets[s]) * double(p.d + 8);
-      for (int64_t r = rb; r < re; r += kTaskRows) items.push_back({pi, s, r, std::min(re, r + kTaskRows)});
+      for (int64_t r = rb; r < re; r += taskRows) items.push_back({pi, s, r, std::min(re, r + taskRows)});
     }
   }
+  const size_t scratchSize = cpu::scratchElements<T>(maxD, maxK);
   const int threads = cpuThreadCount();
-  std::vector<RowScratch<T>> scratch(threads);
-  for (auto& sc : scratch) {
-    sc.xs.resize(kRows * std::max<int64_t>(maxD, 1));
-    sc.acc.resize(kRows * std::max<int64_t>(maxK, 1));
-  }
+  std::vector<std::vector<T>> scratch(threads, std::vector<T>(scratchSize + 64 / sizeof(T)));
   runParallel(static_cast<int64_t>(items.size()), work, [&](int thread, int64_t it) {
     const WorkItem& w = items[it];
-    const SoftminPass<T>& p = passes[w.pass];
-    RowScratch<T>& sc = scratch[thread];
-    for (int64_t i = w.rowBegin; i < w.rowEnd; i += kRows)
-      softminRows(p, columns[w.pass][w.segment], i, static_cast<int>(std::min<int64_t>(kRows, w.rowEnd - i)), sc);
+    T* aligned = scratch[thread].data();
+    while (reinterpret_cast<uintptr_t>(aligned) % 64) ++aligned;
+    runKernel<T>({&passes[w.pass], &columns[w.pass][w.segment].view, w.rowBegin, w.rowEnd, aligned});
   });
 }
 
