@@ -1,0 +1,442 @@
+// The CUDA backend: memory, transfers, errors, and the planning of softmin launches (which kernel,
+// stream-K or plain decomposition, workspace, TF32 preparation of the clouds).
+#include "cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+#include "softmin_launch.h"
+#include "system/status.h"
+
+namespace sinkhorn {
+namespace helpers {
+namespace cuda {
+
+namespace {
+
+sk_status statusOf(cudaError_t err) {
+  switch (err) {
+    case cudaErrorMemoryAllocation:
+      return SK_OUT_OF_MEMORY;
+    case cudaErrorNoDevice:
+    case cudaErrorInsufficientDriver:
+    case cudaErrorInvalidDevice:
+      return SK_NO_DEVICE;
+    default:
+      return SK_DEVICE_ERROR;
+  }
+}
+
+[[noreturn]] void fail(cudaError_t err, const std::string& what) {
+  cudaGetLastError();  // clear a non-sticky error so that the context stays usable
+  throw Error(statusOf(err), "CUDA error in " + what + ": " + cudaGetErrorString(err) + " (" +
+                                 cudaGetErrorName(err) + ")");
+}
+
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) fail(err, what);
+}
+
+constexpr size_t kAllocGranularity = 512;        // cached blocks are reused at equal rounded size
+constexpr size_t kMaxPreparedClouds = 8;         // tensor-core copies of clouds kept between calls
+
+}  // namespace
+
+struct BackendState {
+  int device = 0;
+  int smCount = 0;
+  bool allowTf32 = true;
+  cudaStream_t stream = nullptr;
+
+  std::unordered_map<void*, size_t> live;      // allocation -> rounded size
+  std::multimap<size_t, void*> freeBlocks;     // released, kept for reuse
+
+  // Workspaces owned by the backend (allocated through the cache).
+  void* partials = nullptr;
+  size_t partialsBytes = 0;
+  void* biases = nullptr;
+  size_t biasesBytes = 0;
+  unsigned long long* diffBits = nullptr;
+  size_t diffCount = 0;
+
+  // TF32-rounded, padded copies of clouds, valid until the source is written through this backend.
+  struct Prepared {
+    const void* src;
+    int64_t rows, d, ld;
+    void* data;
+  };
+  std::vector<Prepared> prepared;
+
+  std::map<std::tuple<int, int64_t, int, int>, KernelShape> shapes;
+
+  ~BackendState() {
+    if (stream) cudaStreamSynchronize(stream);
+    for (auto& kv : live) cudaFree(kv.first);
+    for (auto& kv : freeBlocks) cudaFree(kv.second);
+    if (stream) cudaStreamDestroy(stream);
+    cudaGetLastError();
+  }
+
+  void select() { check(cudaSetDevice(device), "cudaSetDevice"); }
+
+  void* allocate(size_t bytes) {
+    const size_t rounded = std::max<size_t>(kAllocGranularity, (bytes + kAllocGranularity - 1) / kAllocGranularity *
+                                                                   kAllocGranularity);
+    auto it = freeBlocks.find(rounded);
+    if (it != freeBlocks.end()) {
+      void* p = it->second;
+      freeBlocks.erase(it);
+      live.emplace(p, rounded);
+      return p;
+    }
+    void* p = nullptr;
+    cudaError_t err = cudaMalloc(&p, rounded);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      trim();
+      err = cudaMalloc(&p, rounded);
+    }
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      size_t freeMem = 0, totalMem = 0;
+      cudaMemGetInfo(&freeMem, &totalMem);
+      cudaGetLastError();
+      throw Error(statusOf(err), "CUDA device memory: cannot allocate " + std::to_string(bytes) + " bytes (" +
+                                     std::to_string(freeMem >> 20) + " MiB free of " +
+                                     std::to_string(totalMem >> 20) + " MiB): " + cudaGetErrorString(err));
+    }
+    live.emplace(p, rounded);
+    return p;
+  }
+
+  void release(void* p) noexcept {
+    if (!p) return;
+    auto it = live.find(p);
+    if (it == live.end()) return;
+    const size_t size = it->second;
+    live.erase(it);
+    forgetPrepared(p, size);
+    freeBlocks.emplace(size, p);
+  }
+
+  // Frees the cached blocks (synchronises the device).
+  void trim() noexcept {
+    for (auto& kv : freeBlocks) cudaFree(kv.second);
+    freeBlocks.clear();
+    cudaGetLastError();
+  }
+
+  // Drops prepared copies whose source overlaps [p, p + bytes); frees the copies themselves too.
+  void forgetPrepared(const void* p, size_t bytes) noexcept {
+    const char* lo = static_cast<const char*>(p);
+    const char* hi = lo + bytes;
+    for (size_t i = 0; i < prepared.size();) {
+      const Prepared& e = prepared[i];
+      const char* s = static_cast<const char*>(e.src);
+      const char* se = s + size_t(e.rows * e.d) * sizeof(float);
+      if (s < hi && lo < se) {
+        void* data = e.data;
+        prepared.erase(prepared.begin() + static_cast<std::ptrdiff_t>(i));
+        release(data);
+      } else {
+        ++i;
+      }
+    }
+  }
+
+  template <typename T>
+  void written(const T* p, int64_t count) noexcept {
+    if (p && count > 0 && !prepared.empty()) forgetPrepared(p, size_t(count) * sizeof(T));
+  }
+
+  // The tensor-core copy of a cloud (see preparedFormat) and its info {max |value|, scale}.
+  std::pair<const void*, const float*> prepare(const float* src, int64_t rows, int64_t d) {
+    const PreparedFormat f = preparedFormat(d);
+    const int64_t ld = f.ldWords;
+    const size_t dataBytes = size_t(rows + kPrepRowPadding) * size_t(ld) * 4;
+    for (size_t i = 0; i < prepared.size(); ++i) {
+      const Prepared e = prepared[i];
+      if (e.src == src && e.rows == rows && e.d == d && e.ld == ld) {  // hit: becomes most recent
+        prepared.erase(prepared.begin() + static_cast<std::ptrdiff_t>(i));
+        prepared.push_back(e);
+        return {e.data, reinterpret_cast<const float*>(reinterpret_cast<const char*>(e.data) + dataBytes)};
+      }
+    }
+    if (prepared.size() >= kMaxPreparedClouds) {
+      void* data = prepared.front().data;
+      prepared.erase(prepared.begin());
+      release(data);
+    }
+    void* data = allocate(dataBytes + 2 * sizeof(float));
+    float* info = reinterpret_cast<float*>(static_cast<char*>(data) + dataBytes);
+    launchPrepare(src, rows, d, data, info, stream);
+    check(cudaGetLastError(), "tensor-core preparation kernel launch");
+    prepared.push_back({src, rows, d, ld, data});
+    return {data, info};
+  }
+
+  // A grown-on-demand workspace (stream-ordered reuse: no synchronisation).
+  void* workspace(void*& buffer, size_t& capacity, size_t bytes) {
+    if (bytes > capacity) {
+      if (buffer) release(buffer);
+      buffer = nullptr;
+      capacity = 0;
+      buffer = allocate(bytes);
+      capacity = bytes;
+    }
+    return buffer;
+  }
+
+  void* partialsWorkspace(size_t bytes) {
+    if (bytes > partialsBytes) {
+      if (partials) release(partials);
+      partials = nullptr;
+      partialsBytes = 0;
+      partials = allocate(bytes);
+      partialsBytes = bytes;
+    }
+    return partials;
+  }
+
+  KernelShape shape(bool tf32, bool isDouble, int64_t d, int kv) {
+    const int64_t dClass = tf32 ? preparedFormat(d).ldWords : 0;
+    const auto key = std::make_tuple(tf32 ? 1 : isDouble ? 2 : 0, dClass, kv, 0);
+    auto it = shapes.find(key);
+    if (it != shapes.end()) return it->second;
+    KernelShape s = tf32 ? tensorShape(d, kv) : isDouble ? simtShape<double>(kv) : simtShape<float>(kv);
+    if (s.blocksPerSm <= 0) {
+      const cudaError_t err = s.blocksPerSm < 0 ? static_cast<cudaError_t>(-s.blocksPerSm) : cudaErrorLaunchOutOfResources;
+      fail(err, "softmin kernel configuration");
+    }
+    shapes.emplace(key, s);
+    return s;
+  }
+};
+
+}  // namespace cuda
+
+using cuda::BackendState;
+
+CudaBackend::CudaBackend(bool allowTf32) : state_(new BackendState) {
+  BackendState& s = *state_;
+  s.allowTf32 = allowTf32;
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    throw Error(SK_NO_DEVICE, std::string("no usable CUDA device: ") +
+                                  (err != cudaSuccess ? cudaGetErrorString(err) : "no device found"));
+  }
+  cuda::check(cudaGetDevice(&s.device), "cudaGetDevice");
+  cuda::check(cudaDeviceGetAttribute(&s.smCount, cudaDevAttrMultiProcessorCount, s.device),
+              "cudaDeviceGetAttribute");
+  cuda::check(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+}
+
+CudaBackend::~CudaBackend() = default;
+
+void* CudaBackend::allocate(size_t bytes) {
+  state_->select();
+  return state_->allocate(bytes);
+}
+
+void CudaBackend::release(void* p) noexcept { state_->release(p); }
+
+void CudaBackend::upload(void* dst, const void* hostSrc, size_t bytes) {
+  if (bytes == 0) return;
+  BackendState& s = *state_;
+  s.select();
+  s.forgetPrepared(dst, bytes);
+  cuda::check(cudaMemcpyAsync(dst, hostSrc, bytes, cudaMemcpyHostToDevice, s.stream), "upload (host to device copy)");
+}
+
+void CudaBackend::download(void* hostDst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  BackendState& s = *state_;
+  s.select();
+  cuda::check(cudaMemcpyAsync(hostDst, src, bytes, cudaMemcpyDeviceToHost, s.stream), "download (device to host copy)");
+  cuda::check(cudaStreamSynchronize(s.stream), "download (device to host copy)");
+}
+
+void CudaBackend::synchronize() {
+  state_->select();
+  cuda::check(cudaStreamSynchronize(state_->stream), "stream synchronisation");
+}
+
+template <typename T>
+void CudaBackend::squaredNorms(const T* x, int64_t rows, int64_t d, T scale, T* out) {
+  BackendState& s = *state_;
+  s.select();
+  cuda::launchSquaredNorms(x, rows, d, scale, out, s.stream);
+  cuda::check(cudaGetLastError(), "squared norms kernel launch");
+  s.written(out, rows);
+}
+
+template <typename T>
+void CudaBackend::maxAbsDiff(const T* a, const T* b, const int64_t* hostOffsets, const int64_t* offsets,
+                             int64_t segments, double* hostOut) {
+  BackendState& s = *state_;
+  s.select();
+  if (segments <= 0) return;
+  if (size_t(segments) > s.diffCount) {
+    if (s.diffBits) s.release(s.diffBits);
+    s.diffBits = nullptr;
+    s.diffCount = 0;
+    s.diffBits = static_cast<unsigned long long*>(s.allocate(sizeof(unsigned long long) * size_t(segments)));
+    s.diffCount = size_t(segments);
+  }
+  const int64_t n = hostOffsets[segments];
+  cuda::launchMaxAbsDiff(a, b, n, offsets, segments, s.diffBits, s.stream);
+  cuda::check(cudaGetLastError(), "max-abs-diff kernel launch");
+  std::vector<unsigned long long> bits(static_cast<size_t>(segments));
+  cuda::check(cudaMemcpyAsync(bits.data(), s.diffBits, sizeof(unsigned long long) * size_t(segments),
+                              cudaMemcpyDeviceToHost, s.stream),
+              "max-abs-diff copy");
+  cuda::check(cudaStreamSynchronize(s.stream), "max-abs-diff (stream synchronisation)");
+  for (int64_t i = 0; i < segments; ++i) std::memcpy(&hostOut[i], &bits[size_t(i)], sizeof(double));
+}
+
+template <typename T>
+void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
+  BackendState& s = *state_;
+  s.select();
+  const bool tf32 = std::is_same<T, float>::value && s.allowTf32;
+  constexpr bool isDouble = std::is_same<T, double>::value;
+
+  int next = 0;
+  while (next < count) {
+    // A group: consecutive passes of the same dimension and average width, at most kMaxPasses.
+    const SoftminPass<T>& first = passes[next];
+    auto kvOf = [&](const SoftminPass<T>& p) -> int {
+      if (!p.avg || p.k <= 0) return 0;
+      return tf32 && p.k <= 8 ? 8 : 64;
+    };
+    const int kv = kvOf(first);
+    int end = next + 1;
+    while (end < count && end - next < cuda::kMaxPasses && passes[end].d == first.d && kvOf(passes[end]) == kv &&
+           (kv == 0 || passes[end].k == first.k))
+      ++end;
+
+    const cuda::KernelShape shape = s.shape(tf32, isDouble, first.d, kv);
+    cuda::LaunchArgs<T> args{};
+    args.count = 0;
+    bool streamK = true;
+    for (int i = next; i < end; ++i) {
+      const SoftminPass<T>& p = passes[i];
+      if (p.n <= 0) continue;  // nothing to write
+      if (p.segments != 1 || p.m <= 0) streamK = false;
+      cuda::DevicePass<T>& q = args.pass[args.count++];
+      q.x = p.x;
+      q.y = p.y;
+      q.xSqNorm = p.xSqNorm;
+      q.ySqNorm = p.ySqNorm;
+      q.yLogWeights = p.yLogWeights;
+      q.yPotential = p.yPotential;
+      q.prev = p.prev;
+      q.out = p.out;
+      q.lse = p.lse;
+      q.v = kv ? p.v : nullptr;
+      q.avg = kv ? p.avg : nullptr;
+      q.active = p.active;
+      q.xOffsets = p.xOffsets;
+      q.yOffsets = p.yOffsets;
+      q.segments = p.segments;
+      q.n = p.n;
+      q.m = p.m;
+      q.d = p.d;
+      q.k = kv ? p.k : 0;
+      q.scale2 = T(2) * p.cost / p.eps * T(cuda::kLog2e);
+      q.invEps = T(1) / p.eps;
+      q.eps = p.eps;
+      q.damping = p.damping;
+      q.blend = p.blend;
+      q.xPrep = q.yPrep = nullptr;
+      q.xInfo = q.yInfo = nullptr;
+      q.bias = nullptr;
+      q.ldPrep = 0;
+      if constexpr (std::is_same<T, float>::value) {
+        if (tf32) {
+          q.ldPrep = cuda::preparedFormat(p.d).ldWords;
+          std::tie(q.xPrep, q.xInfo) = s.prepare(p.x, p.n, p.d);
+          std::tie(q.yPrep, q.yInfo) = s.prepare(p.y, p.m, p.d);
+        }
+      }
+      q.rowTiles = (p.n + shape.bm - 1) / shape.bm;
+      q.colTiles = (p.m + shape.bn - 1) / shape.bn;
+    }
+    if (args.count > 0 && tf32) {
+      size_t biasCount = 0;
+      for (int i = 0; i < args.count; ++i) biasCount += size_t(args.pass[i].m + cuda::kPrepRowPadding);
+      float* b = static_cast<float*>(s.workspace(s.biases, s.biasesBytes, biasCount * sizeof(float)));
+      for (int i = 0; i < args.count; ++i) {
+        args.pass[i].bias = b;
+        b += args.pass[i].m + cuda::kPrepRowPadding;
+      }
+    }
+    if (args.count > 0) {
+      int64_t total = 0;
+      for (int i = 0; i < args.count; ++i) {
+        args.pass[i].iterBegin = total;
+        total += streamK ? args.pass[i].rowTiles * args.pass[i].colTiles : args.pass[i].rowTiles;
+      }
+      args.streamK = streamK ? 1 : 0;
+      args.totalIters = streamK ? total : 0;
+      const int64_t slots = int64_t(s.smCount) * shape.blocksPerSm;
+      args.grid = static_cast<int>(streamK ? std::min<int64_t>(total, slots) : total);
+      if (streamK) {
+        const size_t perSlot = size_t(shape.bm) * (1 + size_t(shape.kv));
+        T* ws = static_cast<T*>(s.partialsWorkspace(size_t(args.grid) * 2 * perSlot * sizeof(T)));
+        args.wsLse = ws;
+        args.wsAvg = ws + size_t(args.grid) * 2 * shape.bm;
+      }
+      int64_t maxK = 0;
+      for (int i = 0; i < args.count; ++i) maxK = std::max(maxK, args.pass[i].k);
+      for (int64_t kvBegin = 0; kvBegin == 0 || kvBegin < maxK; kvBegin += std::max(1, shape.kv)) {
+        args.kvBegin = kvBegin;
+        if (tf32) {
+          if constexpr (std::is_same<T, float>::value) cuda::tensorLaunch(first.d, kv, args, s.stream);
+        } else {
+          cuda::simtLaunch<T>(kv, args, s.stream);
+        }
+        cuda::check(cudaGetLastError(), "softmin kernel launch");
+        if (kv == 0) break;
+      }
+    }
+    for (int i = next; i < end; ++i) {
+      const SoftminPass<T>& p = passes[i];
+      s.written(p.out, p.n);
+      s.written(p.lse, p.n);
+      if (p.avg) s.written(p.avg, p.n * p.k);
+    }
+    next = end;
+  }
+}
+
+#define SINKHORN_CUDA_INSTANTIATE(T)                                                                    \
+  template void CudaBackend::squaredNorms<T>(const T*, int64_t, int64_t, T, T*);                        \
+  template void CudaBackend::softmin<T>(const SoftminPass<T>*, int);                                    \
+  template void CudaBackend::maxAbsDiff<T>(const T*, const T*, const int64_t*, const int64_t*, int64_t, \
+                                           double*);
+SINKHORN_CUDA_INSTANTIATE(float)
+SINKHORN_CUDA_INSTANTIATE(double)
+
+int32_t cudaDeviceCount() {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
+}  // namespace helpers
+}  // namespace sinkhorn

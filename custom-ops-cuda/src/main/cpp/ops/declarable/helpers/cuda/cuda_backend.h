@@ -1,0 +1,67 @@
+// The CUDA backend: device memory on the current device, one stream, fused softmin kernels.
+//
+// Plain C++ (no CUDA types): the solver loops include it from g++ translation units. Every failure
+// (no driver or device, out of device memory, a kernel fault) throws sinkhorn::Error with
+// SK_NO_DEVICE, SK_OUT_OF_MEMORY or SK_DEVICE_ERROR and a readable message.
+//
+// Work is queued on the backend's stream; download() and maxAbsDiff() synchronise it. Device memory
+// released through release() is kept for reuse by later allocate() calls of the same size (stream
+// ordered, so no synchronisation is needed) and freed with the backend.
+#ifndef SINKHORN_HELPERS_CUDA_BACKEND_H
+#define SINKHORN_HELPERS_CUDA_BACKEND_H
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "../softmin.h"
+#include "sinkhorn4j.h"
+
+namespace sinkhorn {
+namespace helpers {
+
+namespace cuda {
+struct BackendState;  // defined in cuda_backend.cu
+}
+
+class CudaBackend {
+ public:
+  static constexpr int32_t kind = SK_DEVICE_CUDA;
+
+  // Picks the calling thread's current device and creates a stream. allowTf32: float32 dot products
+  // on the tensor cores in TF32 (as FlashSinkhorn); false gives strict float32 arithmetic.
+  explicit CudaBackend(bool allowTf32);
+  ~CudaBackend();
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  void* allocate(size_t bytes);
+  void release(void* p) noexcept;
+  void upload(void* dst, const void* hostSrc, size_t bytes);
+  void download(void* hostDst, const void* src, size_t bytes);
+
+  // out_i = scale |x_i|^2
+  template <typename T>
+  void squaredNorms(const T* x, int64_t rows, int64_t d, T scale, T* out);
+  // The passes (see ../softmin.h) are independent: none writes what another reads.
+  template <typename T>
+  void softmin(const SoftminPass<T>* passes, int count);
+  // hostOut[s] = max_{i in segment s} |a_i - b_i| (NaN if any difference is NaN); synchronises.
+  template <typename T>
+  void maxAbsDiff(const T* a, const T* b, const int64_t* hostOffsets, const int64_t* offsets, int64_t segments,
+                  double* hostOut);
+
+  // Blocks until the queued work is done (throws on a device fault).
+  void synchronize();
+
+ private:
+  std::unique_ptr<cuda::BackendState> state_;
+};
+
+// Number of usable CUDA devices: 0 without a driver, a device or CUDA support; never throws.
+int32_t cudaDeviceCount();
+
+}  // namespace helpers
+}  // namespace sinkhorn
+
+#endif
