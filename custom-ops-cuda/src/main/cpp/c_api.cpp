@@ -50,6 +50,15 @@ int32_t sk_plan_product(const sk_options* options, const sk_clouds* clouds, cons
   });
 }
 
+int32_t sk_hvp(const sk_options* options, const sk_clouds* clouds, const void* f_ba, const void* g_ab,
+               const void* f_aa, const void* g_bb, const sk_hvp_options* hvp_options, const void* v, void* out,
+               sk_hvp_report* report) {
+  return guarded([&] {
+    sinkhorn::require(options && clouds && hvp_options && report, "options, clouds, hvp_options and report are required");
+    sinkhorn::hvpOp(*options, *clouds, sinkhorn::Potentials{f_ba, g_ab, f_aa, g_bb}, *hvp_options, v, out, *report);
+  });
+}
+
 const char* sk_last_error(void) { return lastError.c_str(); }
 
 int32_t sk_cuda_device_count(void) {

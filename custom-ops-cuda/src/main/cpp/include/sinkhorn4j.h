@@ -27,7 +27,8 @@ enum sk_status {
   SK_OUT_OF_MEMORY = 2,
   SK_DEVICE_ERROR = 3,
   SK_NO_DEVICE = 4,
-  SK_INTERNAL_ERROR = 5
+  SK_INTERNAL_ERROR = 5,
+  SK_NOT_CONVERGED = 6       /* an iterative solve missed its tolerance (sk_hvp's CG) */
 };
 
 enum sk_dtype { SK_FLOAT32 = 0, SK_FLOAT64 = 1 };
@@ -93,6 +94,35 @@ SK_API int32_t sk_divergence(const sk_options* options, const sk_clouds* clouds,
  */
 SK_API int32_t sk_plan_product(const sk_options* options, const sk_clouds* clouds, const void* f, const void* g,
                         int32_t transpose, int64_t k, const void* v, void* out);
+
+enum sk_wrt { SK_WRT_X = 0, SK_WRT_Y = 1 };
+
+typedef struct sk_hvp_options {
+  double cg_tol;             /* relative CG residual |A u - rhs| <= cg_tol |rhs|; <= 0: 1e-10 (float64), 1e-5 (float32) */
+  int32_t cg_max_iters;      /* per CG solve; <= 0: 1000 */
+  double regularization;     /* Tikhonov weight on the balanced gauge, relative to the diagonal;
+                                < 0: 1e-10 (float64), 1e-5 (float32: 100x the rounding of its plan products) */
+  int32_t wrt;               /* sk_wrt: the cloud the Hessian is taken with respect to */
+  int32_t allow_unconverged; /* 0: a CG that misses cg_tol fails with SK_NOT_CONVERGED (out and report still
+                                written); else it is only reported */
+} sk_hvp_options;
+
+typedef struct sk_hvp_report {
+  int32_t cg_iterations;     /* over both CG solves (the cross term's and, debiased, the self term's) */
+  int32_t converged;
+  double cg_residual;        /* the larger final true relative residual */
+  int32_t device_used;       /* sk_device */
+} sk_hvp_report;
+
+/*
+ * Hessian-vector product of the loss with respect to x (or y), out = H v, at the potentials of a
+ * solve (f_ba, g_ab, and f_aa or g_bb when debiased) and the final eps of options (last of eps_list,
+ * else eps, else blur^2). v and out are n x d (m x d for y). One problem (batch == 1). The Hessian is
+ * that of the exact loss (geomloss_gradients does not apply).
+ */
+SK_API int32_t sk_hvp(const sk_options* options, const sk_clouds* clouds, const void* f_ba, const void* g_ab,
+                      const void* f_aa, const void* g_bb, const sk_hvp_options* hvp_options, const void* v,
+                      void* out, sk_hvp_report* report);
 
 SK_API const char* sk_last_error(void);
 

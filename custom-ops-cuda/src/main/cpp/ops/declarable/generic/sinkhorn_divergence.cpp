@@ -1,12 +1,15 @@
 #include "sinkhorn_divergence.h"
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../helpers/cpu/cpu_backend.h"
 #include "../helpers/eps_schedule.h"
+#include "../helpers/hvp.h"
 #include "../helpers/plan_product.h"
 #include "../helpers/sinkhorn_solver.h"
 #include "system/status.h"
@@ -203,6 +206,58 @@ void planProductTyped(const sk_options& o, const sk_clouds& c, const void* f, co
   });
 }
 
+template <typename T>
+void hvpTyped(const sk_options& o, const sk_clouds& c, const Potentials& pot, const sk_hvp_options& h, const void* v,
+              void* out, sk_hvp_report& report) {
+  require(c.batch == 1, "hvp takes one problem (batch == 1)");
+  require(h.wrt == SK_WRT_X || h.wrt == SK_WRT_Y, "wrt must be x or y");
+  require(std::isfinite(h.cg_tol) && std::isfinite(h.regularization), "cg_tol and regularization must be finite");
+  const bool wrtX = h.wrt == SK_WRT_X;
+  const PreparedClouds<T> pc = prepare<T>(c);
+  const helpers::HostClouds<T>& hc = pc.host;
+  const helpers::SolverSettings st = settingsFor(o, pc.diameter);
+  const void* self = wrtX ? pot.fAa : pot.gBb;
+  require(pot.fBa && pot.gAb, "potentials f_ba and g_ab are required");
+  require(!st.debias || self, wrtX ? "debiased: the self potential f_aa is required" : "debiased: the self potential g_bb is required");
+  require(v && out, "v and out are required");
+  const int64_t rows = wrtX ? hc.n : hc.m;
+  const T* f = static_cast<const T*>(pot.fBa);
+  const T* g = static_cast<const T*>(pot.gAb);
+  checkFinite(f, hc.n, "f_ba");
+  checkFinite(g, hc.m, "g_ab");
+  if (st.debias) checkFinite(static_cast<const T*>(self), rows, wrtX ? "f_aa" : "g_bb");
+  checkFinite(static_cast<const T*>(v), rows * hc.d, "v");
+
+  helpers::HvpSettings hs;
+  hs.eps = st.epsList.back();
+  hs.cost = st.cost;
+  hs.rhoMoving = wrtX ? st.rhoX : st.rhoY;
+  hs.rhoFixed = wrtX ? st.rhoY : st.rhoX;
+  hs.debias = st.debias;
+  constexpr bool single = std::is_same<T, float>::value;
+  hs.cgTol = h.cg_tol > 0 ? h.cg_tol : (single ? 1e-5 : 1e-10);
+  hs.cgMaxIters = h.cg_max_iters > 0 ? h.cg_max_iters : 1000;
+  hs.regularization = h.regularization >= 0 ? h.regularization : (single ? 1e-5 : 1e-10);
+  const helpers::HvpCloud<T> xs{hc.x, hc.logA.data(), f, hc.n}, ys{hc.y, hc.logB.data(), g, hc.m};
+  helpers::HvpReport r;
+  report.device_used = withBackend(o, [&](auto& backend) {
+    using Backend = std::decay_t<decltype(backend)>;
+    helpers::HessianVectorProduct<T, Backend> hvp(backend, wrtX ? xs : ys, wrtX ? ys : xs,
+                                                  static_cast<const T*>(self), hc.d, hs);
+    r = hvp.apply(static_cast<const T*>(v), static_cast<T*>(out));
+  });
+  report.cg_iterations = r.iterations;
+  report.cg_residual = r.residual;
+  report.converged = r.converged;
+  if (!r.converged && !h.allow_unconverged) {
+    char message[200];
+    std::snprintf(message, sizeof message,
+                  "hvp: conjugate gradient stopped at relative residual %.3g after %d iterations (cg_tol %.3g, "
+                  "cg_max_iters %d)", r.residual, r.iterations, hs.cgTol, hs.cgMaxIters);
+    throw Error(SK_NOT_CONVERGED, message);
+  }
+}
+
 void checkHeader(const sk_clouds& c) {
   require(c.dtype == SK_FLOAT32 || c.dtype == SK_FLOAT64, "dtype must be float32 or float64");
   require(c.batch >= 1, "batch must be >= 1");
@@ -236,6 +291,15 @@ void planProductOp(const sk_options& o, const sk_clouds& c, const void* f, const
     planProductTyped<float>(o, c, f, g, transpose, k, v, out);
   else
     planProductTyped<double>(o, c, f, g, transpose, k, v, out);
+}
+
+void hvpOp(const sk_options& o, const sk_clouds& c, const Potentials& potentials, const sk_hvp_options& h,
+           const void* v, void* out, sk_hvp_report& report) {
+  checkHeader(c);
+  if (c.dtype == SK_FLOAT32)
+    hvpTyped<float>(o, c, potentials, h, v, out, report);
+  else
+    hvpTyped<double>(o, c, potentials, h, v, out, report);
 }
 
 }  // namespace sinkhorn

@@ -6,6 +6,8 @@
 // the FlashAttention form: scores are biased dot products, reduced by an online max and sum, so the
 // n x m matrix is never stored. The same pass optionally averages rows of v under the softmax
 // weights p_ij = exp(score_ij - LSE_i), which gives barycentric maps, gradients and plan products.
+// A pair-weighted average sum_j p_ij <pairRow_i, pairCol_j> v_j gives the plan's second moments along
+// a direction (Hessian-vector products, hvp.h) without an n x m or m x d x d intermediate.
 #ifndef SINKHORN_HELPERS_SOFTMIN_H
 #define SINKHORN_HELPERS_SOFTMIN_H
 
@@ -42,6 +44,13 @@ struct SoftminPass {
   const T* v;
   int64_t k;
   T* avg;
+  // Optional pair-weighted average, with avg: pairAvg_i = sum_j p_ij <pairRow_i, pairCol_j> v_j over
+  // the first pairK <= k columns of avg's v; pairRow is n x q, pairCol m x q.
+  const T* pairRow;
+  const T* pairCol;
+  int64_t q;
+  int64_t pairK;
+  T* pairAvg;
   // Optional per-segment flags: an inactive segment writes out_i = prev_i (or nothing without prev).
   const uint8_t* active;
 };

@@ -39,7 +39,7 @@ const cpu::KernelTable& kernels() {
 
 template <typename T>
 struct SegmentColumns {
-  std::vector<T> panels, bias, values;
+  std::vector<T> panels, bias, values, pairs;
   cpu::PackedColumns<T> view;
 };
 
@@ -55,7 +55,8 @@ void packPanels(const T* src, int64_t begin, int64_t count, int64_t padded, int6
 }
 
 // The columns of every segment of a pass, packed with their base-2 bias, and v where the pass
-// averages it (the gradients average the columns themselves: their panels serve twice).
+// averages it (the gradients average the columns themselves: their panels serve twice), and
+// pairCol for a pair-weighted average.
 template <typename T>
 std::vector<SegmentColumns<T>> packColumns(const SoftminPass<T>& p) {
   std::vector<SegmentColumns<T>> segs(p.segments);
@@ -67,6 +68,7 @@ std::vector<SegmentColumns<T>> packColumns(const SoftminPass<T>& p) {
     const int64_t padded = roundUp(std::max<int64_t>(count, 1), cpu::panelWidth<T>());
     packPanels(p.y, begin, count, padded, p.d, c.panels);
     if (p.avg && !valuesAreColumns) packPanels(p.v, begin, count, padded, p.k, c.values);
+    if (p.pairAvg) packPanels(p.pairCol, begin, count, padded, p.q, c.pairs);
     c.bias.assign(padded, -std::numeric_limits<T>::infinity());
     for (int64_t j = 0; j < count; ++j) {
       const int64_t gj = begin + j;
@@ -74,7 +76,7 @@ std::vector<SegmentColumns<T>> packColumns(const SoftminPass<T>& p) {
       c.bias[j] = T(kLog2e * (double(p.yLogWeights[gj]) + (h - double(p.ySqNorm[gj])) * invEps));
     }
     const T* values = !p.avg ? nullptr : valuesAreColumns ? c.panels.data() : c.values.data();
-    c.view = {c.panels.data(), c.bias.data(), values, count, padded};
+    c.view = {c.panels.data(), c.bias.data(), values, p.pairAvg ? c.pairs.data() : nullptr, count, padded};
   }
   return segs;
 }
@@ -132,24 +134,26 @@ void CpuBackend::softmin(const SoftminPass<T>* passes, int count) {
   std::vector<std::vector<SegmentColumns<T>>> columns(count);
   std::vector<WorkItem> items;
   double work = 0;
-  int64_t maxK = 0, maxD = 1;
+  int64_t maxK = 0, maxD = 1, maxQ = 0;
   const int64_t taskRows = kTaskBlocks * kernels().blockRows;
   for (int pi = 0; pi < count; ++pi) {
     const SoftminPass<T>& p = passes[pi];
     columns[pi] = packColumns(p);
     maxD = std::max(maxD, p.d);
     if (p.avg) maxK = std::max(maxK, p.k);
+    if (p.pairAvg) maxQ = std::max(maxQ, p.q);
     for (int64_t s = 0; s < p.segments; ++s) {
       const int64_t rb = p.xOffsets[s], re = p.xOffsets[s + 1];
       if (p.active && !p.active[s]) {
         if (p.prev && p.prev != p.out) std::copy(p.prev + rb, p.prev + re, p.out + rb);
         continue;
       }
-      work += double(re - rb) * double(p.yOffsets[s + 1] - p.yOffsets[s]) * double(p.d + 8);
+      const double perPair = double(p.d + 8) + (p.pairAvg ? double(p.q + p.pairK) : 0.0);
+      work += double(re - rb) * double(p.yOffsets[s + 1] - p.yOffsets[s]) * perPair;
       for (int64_t r = rb; r < re; r += taskRows) items.push_back({pi, s, r, std::min(re, r + taskRows)});
     }
   }
-  const size_t scratchSize = cpu::scratchElements<T>(maxD, maxK);
+  const size_t scratchSize = cpu::scratchElements<T>(maxD, maxK, maxQ);
   const int threads = cpuThreadCount();
   std::vector<std::vector<T>> scratch(threads, std::vector<T>(scratchSize + 64 / sizeof(T)));
   runParallel(static_cast<int64_t>(items.size()), work, [&](int thread, int64_t it) {

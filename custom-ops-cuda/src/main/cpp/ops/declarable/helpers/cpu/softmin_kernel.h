@@ -32,6 +32,7 @@ struct PackedColumns {
   const T* panels;       // (padded / panelWidth) x d x panelWidth
   const T* bias;         // padded
   const T* valuePanels;  // the pass's v packed the same way (k values per column), or null
+  const T* pairPanels;   // the pass's pairCol packed the same way (q values per column), or null
   int64_t count;         // real columns
   int64_t padded;        // a multiple of the panel width
 };
@@ -49,10 +50,12 @@ struct RowBlock {
 constexpr int kMaxBlockRows = 8;      // rows the widest kernel computes together
 constexpr int kMaxVectorBytes = 64;   // its vectors
 
-// Scores of a chunk, the block's rows of x, and lane-wise sums of the average.
+// Scores of a chunk, the block's rows of x, and lane-wise sums of the average; with a pair-weighted
+// average (q > 0) the same again for the pair weights, the block's rows of pairRow and their sums.
 template <typename T>
-constexpr size_t scratchElements(int64_t d, int64_t k) {
-  return static_cast<size_t>(kMaxBlockRows * (kChunkColumns + d + k * (kMaxVectorBytes / int64_t(sizeof(T)))));
+constexpr size_t scratchElements(int64_t d, int64_t k, int64_t q) {
+  const int64_t sums = k * (kMaxVectorBytes / int64_t(sizeof(T)));
+  return static_cast<size_t>(kMaxBlockRows * (kChunkColumns + d + sums + (q > 0 ? kChunkColumns + q + sums : 0)));
 }
 
 struct KernelTable {

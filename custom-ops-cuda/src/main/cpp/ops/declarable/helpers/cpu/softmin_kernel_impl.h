@@ -9,7 +9,9 @@
 // the dimension, each loaded vector of y feeding kRows FMAs; (2) the row maxima of the chunk; (3)
 // 2^(score - max) summed in vectors, with the online rescaling of FlashAttention when a maximum
 // grows; (4) optionally the exponentials weight rows of v (barycentres, plan products), packed in
-// panels like y.
+// panels like y; (5) optionally, for a pair-weighted average, a second score tile of the pair
+// weights <pairRow_i, pairCol_j> (pairCol packed like y) multiplies the exponentials before they
+// weight the first pairK values of v.
 // Scores are kept in base 2 (the scale and the bias carry log2 e), so the exponentials are exp2:
 // round, a polynomial on [-1/2, 1/2], and an integer add into the exponent field.
 #ifndef SINKHORN_VECTOR_BYTES
@@ -206,11 +208,15 @@ void softminRows(const RowBlock<T>& job) {
 
   const SoftminPass<T>& p = *job.pass;
   const PackedColumns<T>& cols = *job.columns;
-  const int64_t d = p.d, k = p.avg ? p.k : 0;
+  const int64_t d = p.d, k = p.avg ? p.k : 0, pairK = p.pairAvg ? p.pairK : 0, q = pairK ? p.q : 0;
   const T scale2 = T(2) * p.cost / p.eps * T(kLog2e);
-  T* scores = job.scratch;                  // kRows x kChunkColumns
-  T* xs = scores + kRows * kChunkColumns;   // kRows x d
-  T* acc = xs + kRows * d;                  // kRows x k x W, lane-wise sums of the average
+  T* scores = job.scratch;                            // kRows x kChunkColumns
+  T* xs = scores + kRows * kChunkColumns;             // kRows x d
+  T* acc = xs + kRows * d;                            // kRows x k x W, lane-wise sums of the average
+  T* pairWeights = acc + kRows * k * W;               // kRows x kChunkColumns, then times the exponentials
+  T* pairRows = pairWeights + kRows * kChunkColumns;  // kRows x q
+  T* pairAcc = pairRows + kRows * q;                  // kRows x k x W (the first pairK values of each row)
+  const T zeroBias[kTile] = {};
 
   for (int64_t i0 = job.rowBegin; i0 < job.rowEnd; i0 += kRows) {
     // Every sweep covers kRows rows, the spare ones repeating the last row: fixed trip counts keep
@@ -219,11 +225,14 @@ void softminRows(const RowBlock<T>& job) {
     for (int r = 0; r < kRows; ++r) {
       const int64_t i = i0 + minimum(r, rows - 1);
       for (int64_t t = 0; t < d; ++t) xs[r * d + t] = p.x[i * d + t] * scale2;
+      for (int64_t t = 0; t < q; ++t) pairRows[r * q + t] = p.pairRow[i * q + t];
     }
     T maxScore[kRows];
     V sum[kRows];
     for (int r = 0; r < kRows; ++r) maxScore[r] = -__builtin_inf(), sum[r] = S::broadcast(T(0));
     for (int64_t c = 0; c < kRows * k * W; ++c) acc[c] = T(0);
+    if (pairK)
+      for (int64_t c = 0; c < kRows * k * W; ++c) pairAcc[c] = T(0);
 
     for (int64_t c0 = 0; c0 < cols.padded; c0 += kChunkColumns) {
       const int64_t width = minimum(kChunkColumns, cols.padded - c0);
@@ -231,6 +240,11 @@ void softminRows(const RowBlock<T>& job) {
         const int64_t col = c0 + q;
         scoreTile(xs, d, cols.panels + (col / P) * d * P + col % P, cols.bias + col, scores + q);
       }
+      if (pairK)
+        for (int64_t t = 0; t < width; t += kTile) {
+          const int64_t col = c0 + t;
+          scoreTile(pairRows, q, cols.pairPanels + (col / P) * q * P + col % P, zeroBias, pairWeights + t);
+        }
       for (int r = 0; r < kRows; ++r) {
         T* s = scores + r * kChunkColumns;
         V mv = load(s);
@@ -240,6 +254,7 @@ void softminRows(const RowBlock<T>& job) {
           const T rescale = T(__builtin_exp2(double(maxScore[r] - chunkMax)));
           sum[r] *= rescale;
           for (int64_t c = 0; c < k * W; ++c) acc[r * k * W + c] *= rescale;
+          for (int64_t c = 0; c < pairK * W; ++c) pairAcc[r * k * W + c] *= rescale;
           maxScore[r] = chunkMax;
         }
         const V m = S::broadcast(maxScore[r]);
@@ -261,6 +276,17 @@ void softminRows(const RowBlock<T>& job) {
         for (; c + 2 <= k; c += 2) accumulateValues<T, 2>(scores, values, k, c, width, acc);
         if (c < k) accumulateValues<T, 1>(scores, values, k, c, width, acc);
       }
+      if (pairK) {
+        for (int r = 0; r < kRows; ++r)
+          for (int64_t t = 0; t < width; t += W) {
+            T* w = pairWeights + r * kChunkColumns + t;
+            store(w, load(w) * load(scores + r * kChunkColumns + t));
+          }
+        const T* values = cols.valuePanels + (c0 / P) * k * P;
+        int64_t c = 0;
+        for (; c + 2 <= pairK; c += 2) accumulateValues<T, 2>(pairWeights, values, k, c, width, pairAcc);
+        if (c < pairK) accumulateValues<T, 1>(pairWeights, values, k, c, width, pairAcc);
+      }
     }
 
     for (int r = 0; r < rows; ++r) {
@@ -274,6 +300,8 @@ void softminRows(const RowBlock<T>& job) {
       if (k) {
         const T inv = T(1) / total;
         for (int64_t c = 0; c < k; ++c) p.avg[i * k + c] = horizontalSum<T>(load(acc + (r * k + c) * W)) * inv;
+        for (int64_t c = 0; c < pairK; ++c)
+          p.pairAvg[i * pairK + c] = horizontalSum<T>(load(pairAcc + (r * k + c) * W)) * inv;
       }
     }
   }

@@ -310,6 +310,9 @@ void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
   s.select();
   const bool tf32 = std::is_same<T, float>::value && s.allowTf32;
   constexpr bool isDouble = std::is_same<T, double>::value;
+  for (int i = 0; i < count; ++i)
+    if (passes[i].pairAvg)
+      throw Error(SK_NO_DEVICE, "the CUDA softmin kernels have no pair-weighted average (needed by sk_hvp): use device cpu");
 
   int next = 0;
   while (next < count) {

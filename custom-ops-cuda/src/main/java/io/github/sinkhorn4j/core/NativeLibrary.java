@@ -47,8 +47,17 @@ final class NativeLibrary {
             ADDRESS.withName("f_ba"), ADDRESS.withName("g_ab"), ADDRESS.withName("f_aa"), ADDRESS.withName("g_bb"),
             ADDRESS.withName("grad_x"), ADDRESS.withName("grad_y"), ADDRESS.withName("grad_a"), ADDRESS.withName("grad_b"));
 
+    static final StructLayout HVP_OPTIONS = MemoryLayout.structLayout(
+            JAVA_DOUBLE.withName("cg_tol"), JAVA_INT.withName("cg_max_iters"), MemoryLayout.paddingLayout(4),
+            JAVA_DOUBLE.withName("regularization"), JAVA_INT.withName("wrt"), JAVA_INT.withName("allow_unconverged"));
+
+    static final StructLayout HVP_REPORT = MemoryLayout.structLayout(
+            JAVA_INT.withName("cg_iterations"), JAVA_INT.withName("converged"), JAVA_DOUBLE.withName("cg_residual"),
+            JAVA_INT.withName("device_used"), MemoryLayout.paddingLayout(4));
+
     static final MethodHandle DIVERGENCE;
     static final MethodHandle PLAN_PRODUCT;
+    static final MethodHandle HVP;
     static final MethodHandle LAST_ERROR;
     static final MethodHandle CUDA_DEVICE_COUNT;
 
@@ -59,6 +68,8 @@ final class NativeLibrary {
                 FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
         PLAN_PRODUCT = linker.downcallHandle(lookup.findOrThrow("sk_plan_product"),
                 FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS));
+        HVP = linker.downcallHandle(lookup.findOrThrow("sk_hvp"), FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS,
+                ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         LAST_ERROR = linker.downcallHandle(lookup.findOrThrow("sk_last_error"), FunctionDescriptor.of(ADDRESS));
         CUDA_DEVICE_COUNT = linker.downcallHandle(lookup.findOrThrow("sk_cuda_device_count"), FunctionDescriptor.of(JAVA_INT));
     }

@@ -1,11 +1,14 @@
 package io.github.sinkhorn4j.core;
 
 import static io.github.sinkhorn4j.core.NativeLibrary.CLOUDS;
+import static io.github.sinkhorn4j.core.NativeLibrary.HVP_OPTIONS;
+import static io.github.sinkhorn4j.core.NativeLibrary.HVP_REPORT;
 import static io.github.sinkhorn4j.core.NativeLibrary.OPTIONS;
 import static io.github.sinkhorn4j.core.NativeLibrary.OUTPUTS;
 import static io.github.sinkhorn4j.core.NativeLibrary.offset;
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
@@ -136,6 +139,139 @@ public final class Sinkhorn {
         checkWeights("b", b == null ? -1 : b.length, m);
         return onArrays(options, Clouds.of(DType.FLOAT32, n, m, d, MemorySegment.ofArray(x), MemorySegment.ofArray(y),
                 a == null ? null : MemorySegment.ofArray(a), b == null ? null : MemorySegment.ofArray(b)), gradients);
+    }
+
+    /**
+     * Hessian-vector product of the loss with respect to x (or y), out = H v, at the potentials of a
+     * solve with the same options and clouds: f_ba and g_ab, and f_aa (for x) or g_bb (for y) when
+     * debiased; at the final eps of the options. Implicit differentiation of the dual's optimality
+     * conditions, whose linear system is solved by conjugate gradient with streamed plan products
+     * (docs/math.md); never an n x m matrix. v and out hold rows x d values of the clouds' dtype
+     * (rows = n for x, m for y); one problem (batch 1). Exact for converged potentials (a fixed eps
+     * with a threshold); after a GeomLoss schedule, the Hessian at its final potentials.
+     *
+     * @throws SinkhornException with status NOT_CONVERGED when a CG misses its tolerance, unless
+     *         {@code hvpOptions.allowUnconverged()}; the report says so then
+     */
+    public static HvpReport hvp(SinkhornOptions options, HvpOptions hvpOptions, Clouds clouds, Potentials potentials,
+                                Wrt wrt, MemorySegment v, MemorySegment out) {
+        Objects.requireNonNull(options, "options");
+        Objects.requireNonNull(hvpOptions, "hvpOptions");
+        Objects.requireNonNull(clouds, "clouds");
+        Objects.requireNonNull(potentials, "potentials");
+        Objects.requireNonNull(wrt, "wrt");
+        if (clouds.batch() != 1) throw new IllegalArgumentException("hvp takes one problem (batch 1, got " + clouds.batch() + ")");
+        clouds.validateValues();
+        long bytes = clouds.dtype().bytes();
+        long rows = wrt == Wrt.X ? clouds.n() : clouds.m();
+        requireRoom("potentials.fBa", potentials.fBa(), clouds.n(), bytes);
+        requireRoom("potentials.gAb", potentials.gAb(), clouds.m(), bytes);
+        MemorySegment self = wrt == Wrt.X ? potentials.fAa() : potentials.gBb();
+        if (options.debias()) {
+            String name = wrt == Wrt.X ? "potentials.fAa" : "potentials.gBb";
+            if (self == null) throw new IllegalArgumentException(name + " (the self potential) is required when debiased");
+            requireRoom(name, self, rows, bytes);
+        }
+        requireRoom("v", v, rows * clouds.d(), bytes);
+        requireRoom("out", out, rows * clouds.d(), bytes);
+        try (Arena arena = Arena.ofConfined()) {
+            Transfers io = new Transfers(arena);
+            MemorySegment opts = options(arena, options);
+            MemorySegment in = clouds(arena, io, clouds);
+            MemorySegment h = arena.allocate(HVP_OPTIONS);
+            h.set(JAVA_DOUBLE, offset(HVP_OPTIONS, "cg_tol"), hvpOptions.cgTol() == null ? 0 : hvpOptions.cgTol());
+            h.set(JAVA_INT, offset(HVP_OPTIONS, "cg_max_iters"), hvpOptions.cgMaxIters());
+            h.set(JAVA_DOUBLE, offset(HVP_OPTIONS, "regularization"),
+                    hvpOptions.regularization() == null ? -1 : hvpOptions.regularization());
+            h.set(JAVA_INT, offset(HVP_OPTIONS, "wrt"), wrt.ordinal());
+            h.set(JAVA_INT, offset(HVP_OPTIONS, "allow_unconverged"), hvpOptions.allowUnconverged() ? 1 : 0);
+            MemorySegment report = arena.allocate(HVP_REPORT);
+            int status;
+            try {
+                status = (int) NativeLibrary.HVP.invokeExact(opts, in, io.input(potentials.fBa()), io.input(potentials.gAb()),
+                        io.input(wrt == Wrt.X ? self : null), io.input(wrt == Wrt.Y ? self : null), h, io.input(v),
+                        io.output(out), report);
+            } catch (Throwable t) {
+                throw rethrow(t);
+            }
+            NativeLibrary.check(status);
+            io.copyBack();
+            Device used = report.get(JAVA_INT, offset(HVP_REPORT, "device_used")) == 2 ? Device.CUDA : Device.CPU;
+            return new HvpReport(report.get(JAVA_INT, offset(HVP_REPORT, "cg_iterations")),
+                    report.get(JAVA_DOUBLE, offset(HVP_REPORT, "cg_residual")),
+                    report.get(JAVA_INT, offset(HVP_REPORT, "converged")) != 0, used);
+        }
+    }
+
+    /** Value, gradients and H v of one problem on Java arrays (float64): a solve, then the HVP at its potentials. */
+    public static HvpResult hvp(SinkhornOptions options, HvpOptions hvpOptions, double[] x, double[] y, int d, double[] a,
+                                double[] b, Wrt wrt, double[] v) {
+        return hvp(options, hvpOptions, x, y, d, a, b, divergence(options, x, y, d, a, b, true), wrt, v);
+    }
+
+    /** Value, gradients and H v of one problem on Java arrays in float32. */
+    public static HvpResult hvp(SinkhornOptions options, HvpOptions hvpOptions, float[] x, float[] y, int d, float[] a,
+                                float[] b, Wrt wrt, float[] v) {
+        return hvp(options, hvpOptions, x, y, d, a, b, divergence(options, x, y, d, a, b, true), wrt, v);
+    }
+
+    /**
+     * H v on Java arrays (float64) at the potentials of an earlier solve of the same problem and
+     * options, so that many products share one solve (Newton-CG).
+     */
+    public static HvpResult hvp(SinkhornOptions options, HvpOptions hvpOptions, double[] x, double[] y, int d, double[] a,
+                                double[] b, DivergenceResult solved, Wrt wrt, double[] v) {
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(y, "y");
+        Objects.requireNonNull(v, "v");
+        int n = rows("x", x.length, d), m = rows("y", y.length, d);
+        checkWeights("a", a == null ? -1 : a.length, n);
+        checkWeights("b", b == null ? -1 : b.length, m);
+        Clouds c = Clouds.of(DType.FLOAT64, n, m, d, MemorySegment.ofArray(x), MemorySegment.ofArray(y),
+                a == null ? null : MemorySegment.ofArray(a), b == null ? null : MemorySegment.ofArray(b));
+        return hvpOnArrays(options, hvpOptions, c, solved, wrt, MemorySegment.ofArray(v), v.length);
+    }
+
+    /** H v on Java arrays in float32 at the potentials of an earlier solve of the same problem and options. */
+    public static HvpResult hvp(SinkhornOptions options, HvpOptions hvpOptions, float[] x, float[] y, int d, float[] a,
+                                float[] b, DivergenceResult solved, Wrt wrt, float[] v) {
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(y, "y");
+        Objects.requireNonNull(v, "v");
+        int n = rows("x", x.length, d), m = rows("y", y.length, d);
+        checkWeights("a", a == null ? -1 : a.length, n);
+        checkWeights("b", b == null ? -1 : b.length, m);
+        Clouds c = Clouds.of(DType.FLOAT32, n, m, d, MemorySegment.ofArray(x), MemorySegment.ofArray(y),
+                a == null ? null : MemorySegment.ofArray(a), b == null ? null : MemorySegment.ofArray(b));
+        return hvpOnArrays(options, hvpOptions, c, solved, wrt, MemorySegment.ofArray(v), v.length);
+    }
+
+    private static HvpResult hvpOnArrays(SinkhornOptions options, HvpOptions hvpOptions, Clouds c, DivergenceResult solved,
+                                         Wrt wrt, MemorySegment v, int length) {
+        Objects.requireNonNull(solved, "solved");
+        Objects.requireNonNull(wrt, "wrt");
+        long rows = wrt == Wrt.X ? c.n() : c.m();
+        if (length != rows * c.d()) {
+            throw new IllegalArgumentException("v has " + length + " values, " + rows * c.d() + " needed (" + rows + " x " + c.d() + ")");
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            Potentials p = new Potentials(segment(arena, c.dtype(), solved.fBa()), segment(arena, c.dtype(), solved.gAb()),
+                    segment(arena, c.dtype(), solved.fAa()), segment(arena, c.dtype(), solved.gBb()));
+            MemorySegment out = arena.allocate(c.dtype().layout(), length);
+            HvpReport report = hvp(options, hvpOptions, c, p, wrt, v, out);
+            return new HvpResult(solved, toDoubles(c.dtype(), out), report);
+        }
+    }
+
+    /** Values in a native segment of the given type, or null. */
+    private static MemorySegment segment(Arena arena, DType t, double[] values) {
+        if (values == null) return null;
+        MemorySegment s = arena.allocate(t.layout(), values.length);
+        for (int i = 0; i < values.length; i++) {
+            if (t == DType.FLOAT32) s.setAtIndex(JAVA_FLOAT, i, (float) values[i]);
+            else s.setAtIndex(JAVA_DOUBLE, i, values[i]);
+        }
+        return s;
     }
 
     private static DivergenceResult onArrays(SinkhornOptions options, Clouds c, boolean gradients) {
