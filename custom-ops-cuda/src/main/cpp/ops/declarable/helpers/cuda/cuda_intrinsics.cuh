@@ -32,6 +32,30 @@ __device__ __forceinline__ void cpAsyncWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+// mbarriers (shared memory, CTA scope).
+__device__ __forceinline__ void mbarInit(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smemAddress(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbarArrive(uint64_t* bar) {
+  asm volatile("{\n .reg .b64 state;\n mbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(smemAddress(bar))
+               : "memory");
+}
+// Arrives on bar once all cp.async copies issued so far by this thread have landed (the arrival is
+// one of the barrier's expected count).
+__device__ __forceinline__ void cpAsyncArrive(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smemAddress(bar)) : "memory");
+}
+// Waits for the completion of the barrier's phase with the given parity.
+__device__ __forceinline__ void mbarWait(uint64_t* bar, unsigned parity) {
+  asm volatile(
+      "{\n .reg .pred done;\n"
+      "WAIT_%=:\n"
+      " mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      " @!done bra WAIT_%=;\n}\n" ::"r"(smemAddress(bar)),
+      "r"(parity)
+      : "memory");
+}
+
 // Round to nearest (ties away) TF32; the result is a float bit pattern with 13 low zero bits.
 __device__ __forceinline__ uint32_t toTf32(float x) {
   uint32_t r;

@@ -44,6 +44,12 @@ namespace cuda {
 namespace {
 
 constexpr int kMaxResidentDim = 64;
+#ifndef SINKHORN_POLY_EXP_KS1
+#define SINKHORN_POLY_EXP_KS1 2
+#endif
+#ifndef SINKHORN_POLY_EXP
+#define SINKHORN_POLY_EXP 0
+#endif
 #ifndef SINKHORN_KS4_MIN_BLOCKS
 #define SINKHORN_KS4_MIN_BLOCKS 3
 #endif
@@ -66,11 +72,12 @@ struct TensorConfig {
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kWM = 16 * MT;        // rows per warp
   static constexpr int kBM = kWarps * kWM;   // rows per CTA
-  static constexpr int kBN = 64;             // columns per tile
+  static constexpr int kBN = RES && KS <= 2 && KV == 0 ? 128 : 64;  // columns per tile
   static constexpr int kKW = 8 * KS;         // prepared words per chunk (KS k-steps)
   static constexpr int kLdS = KS == 1 ? 8 : ((kKW + 15) / 32) * 32 + 16;  // shared row stride (words)
   static constexpr int kNT = kBN / 8;        // n8 tiles per tile
-  static constexpr int kStages = 3;          // shared-memory pipeline depth
+  static constexpr int kStages = RES && KV == 0 ? 4 : 3;  // shared-memory buffers
+  static constexpr int kAhead = 2;           // stages loaded ahead: warps may drift kStages - kAhead tiles
   static constexpr int kKV = KV > 0 ? KV : 8;  // columns of v per launch
   static constexpr int kKVT = kKV / 8;
   static constexpr int kLdV = kKV + 4;       // 2 ldV = +-8 or 8 (mod 32): conflict-free B loads of v
@@ -78,7 +85,10 @@ struct TensorConfig {
   static constexpr int kXWords = RES ? 0 : kBM * kLdS;
   static constexpr int kVWords = kAvg ? kBN * kLdV : 0;
   static constexpr int kStageWords = kYWords + kXWords + kVWords + kBN;
-  static constexpr size_t kSmemBytes = kStages * size_t(kStageWords) * 4;
+  static constexpr size_t kSmemBytes = kStages * size_t(kStageWords) * 4 + 2 * kStages * sizeof(uint64_t);
+  // Exponentials per 8 computed by polynomial on the FMA pipe (the rest on MUFU): the special
+  // function unit is the bottleneck of the small-d kernels.
+  static constexpr int kPoly = KS == 1 ? SINKHORN_POLY_EXP_KS1 : SINKHORN_POLY_EXP;
   // CTAs per SM the register allocation must allow (spill-free at these bounds, see ptxas -v).
   static constexpr int kMinBlocks = !RES ? 1 : KV == 64 ? 2 : KS == 4 ? SINKHORN_KS4_MIN_BLOCKS : KS == 2 ? 3 : 4;
   static_assert(KS == 1 || KS % 2 == 0, "k-steps come in pairs (or a single one)");
@@ -102,6 +112,30 @@ __device__ __forceinline__ float quadSum(float v) {
 __device__ __forceinline__ uint32_t packHalf2(float lo, float hi) {
   const __half2 h = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+__device__ __forceinline__ float maxNaN(float a, float b) {
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;\n" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+__device__ __forceinline__ float minNaN(float a, float b) {
+  float r;
+  asm("min.NaN.f32 %0, %1, %2;\n" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+
+// 2^x on the FMA pipe: x clamped to [-126, 127] (NaN kept), x = j + r with j integer and |r| <= 1/2
+// (rounding by the 1.5 * 2^23 shift), 2^r by a degree-3 minimax polynomial (relative error 8.4e-5,
+// far below the TF32-class error of the scores), j added to the exponent field.
+__device__ __forceinline__ float polyExp2(float x) {
+  constexpr float kShift = 12582912.f;
+  x = minNaN(maxNaN(x, -126.f), 127.f);
+  const float t = __fadd_rn(x, kShift);
+  const float r = __fsub_rn(x, __fsub_rn(t, kShift));
+  const float p = fmaf(fmaf(fmaf(0.055212993174791336f, r, 0.24271413683891296f), r, 0.6932621598243713f), r,
+                       0.999919593334198f);
+  return __int_as_float(__float_as_int(p) + (__float_as_int(t) << 23));
 }
 
 // D = A (16x16, row) * B (16x8, col) + D, FP16 inputs, float accumulators.
@@ -139,9 +173,20 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
   using C = TensorConfig<KS, RES, MT, KV>;
   constexpr bool AVG = C::kAvg;
   constexpr int kStages = C::kStages;
+  constexpr int kAhead = C::kAhead;
   extern __shared__ __align__(16) uint32_t smem[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
+  // Stage buffers with a "full" barrier (the copies of every thread landed) and an "empty" barrier
+  // (every thread is done reading) each: no CTA-wide barrier per tile.
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * C::kStageWords);
+  uint64_t* empty = full + kStages;
+  if (tid < kStages) {
+    mbarInit(full + tid, C::kThreads);
+    mbarInit(empty + tid, C::kThreads);
+  }
+  __syncthreads();
+  uint32_t seq = 0;  // stages produced (and consumed) so far by this CTA, over all pieces
 
   forEachPiece<C::kBM, C::kBN>(a, [&](const Piece& pc) {
     const DevicePass<float>& ps = a.pass[pc.pass];
@@ -201,6 +246,9 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
     }
 
     auto stageBase = [&](int buf) { return smem + buf * C::kStageWords; };
+    // Resident kernels: this thread's first 16-byte chunk of a y tile (row tid / kVec, chunk tid % kVec).
+    const int copyShared = (tid / (C::kKW / 4)) * C::kLdS + 4 * (tid % (C::kKW / 4));
+    const int copyGlobal = (tid / (C::kKW / 4)) * C::kKW + 4 * (tid % (C::kKW / 4));
     // Loads stage s (column tile, chunk) into buffer buf.
     auto issue = [&](int64_t s, int buf) {
       const int64_t ct = pc.ctBegin + s / nChunks;
@@ -208,9 +256,20 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
       const int64_t colBase = pc.colBegin + ct * C::kBN;
       uint32_t* ys = stageBase(buf);
       constexpr int kVec = C::kKW / 4;
-      for (int e = tid; e < C::kBN * kVec; e += C::kThreads) {
-        const int j = e / kVec, c4 = e - j * kVec;
-        cpAsync16(ys + j * C::kLdS + 4 * c4, yPrep + (colBase + j) * ld + ch * C::kKW + 4 * c4);
+      if constexpr (RES) {
+        // ld == kKW: thread tid copies 16-byte chunk tid % kVec of rows tid / kVec + i * (128 / kVec).
+        static_assert((C::kThreads % kVec) == 0 && (C::kBN * kVec) % C::kThreads == 0, "copy pattern");
+        constexpr int kRowStep = C::kThreads / kVec;
+        const uint32_t* src = yPrep + colBase * C::kKW + copyGlobal;
+        uint32_t* dst = ys + copyShared;
+#pragma unroll
+        for (int i = 0; i < C::kBN * kVec / C::kThreads; ++i)
+          cpAsync16(dst + i * kRowStep * C::kLdS, src + i * kRowStep * C::kKW);
+      } else {
+        for (int e = tid; e < C::kBN * kVec; e += C::kThreads) {
+          const int j = e / kVec, c4 = e - j * kVec;
+          cpAsync16(ys + j * C::kLdS + 4 * c4, yPrep + (colBase + j) * ld + ch * C::kKW + 4 * c4);
+        }
       }
       if (ch == 0) {
         uint32_t* us = ys + C::kStageWords - C::kBN;
@@ -355,9 +414,12 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
     };
 
     // Lazy exponentials (UNIT: K = 1): S becomes 2^S, rs[mt][h][*] collects the row sums on four
-    // independent accumulators (short dependency chains).
-    auto lazyExp = [&](auto& S, float (&rs)[MT][2][4], auto unitTag) {
+    // independent accumulators (short dependency chains; FIRST: the accumulators start here). A
+    // fraction of the exponentials (kPoly of every 8) run on the FMA pipe as a polynomial, the rest
+    // on the special function unit.
+    auto lazyExp = [&](auto& S, float (&rs)[MT][2][4], auto unitTag, auto firstTag) {
       constexpr bool UNIT = decltype(unitTag)::value;
+      constexpr bool FIRST = decltype(firstTag)::value;
       constexpr int NT = sizeof(S[0]) / sizeof(S[0][0]);
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
@@ -365,9 +427,11 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const float p = fastExp2(UNIT ? S[mt][nt][e] : S[mt][nt][e] * unscale);
+            const float x = UNIT ? S[mt][nt][e] : S[mt][nt][e] * unscale;
+            const float p = ((nt * 4 + e) & 7) < C::kPoly ? polyExp2(x) : fastExp2(x);
             S[mt][nt][e] = p;
-            rs[mt][e >> 1][(nt & 1) * 2 + (e & 1)] += p;
+            float& r = rs[mt][e >> 1][(nt & 1) * 2 + (e & 1)];
+            if (FIRST && nt < 2) r = p; else r += p;
           }
     };
 
@@ -425,23 +489,24 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
     // Scores of the chunked kernels persist over the chunks of a tile.
     float Sc[RES ? 1 : MT][RES ? 1 : C::kNT][4];
 
-    // Pipeline: stage s (tile, chunk) lives in buffer s % kStages; kStages - 1 stages in flight.
+    // Pipeline: the stage of sequence number q (over the CTA's life) lives in buffer q % kStages;
+    // kAhead stages are loaded ahead of the one computed.
+    auto produce = [&](int64_t s) {
+      const uint32_t q = seq + static_cast<uint32_t>(s);
+      const int b = static_cast<int>(q % kStages);
+      const uint32_t use = q / kStages;
+      if (use > 0) mbarWait(empty + b, (use - 1) & 1);
+      issue(s, b);
+      cpAsyncArrive(full + b);
+    };
 #pragma unroll
-    for (int i = 0; i < kStages - 1; ++i) {
-      if (i < nStages) issue(i, i);
-      cpAsyncCommit();
-    }
-    int buf = 0;
+    for (int i = 0; i < kAhead; ++i)
+      if (i < nStages) produce(i);
     for (int64_t s = 0; s < nStages; ++s) {
-      cpAsyncWait<kStages - 2>();
-      __syncthreads();  // stage s visible to all; buffer (s - 1) % kStages free
-      {
-        const int64_t sNext = s + kStages - 1;
-        int bNext = buf + kStages - 1;
-        if (bNext >= kStages) bNext -= kStages;
-        if (sNext < nStages) issue(sNext, bNext);
-        cpAsyncCommit();
-      }
+      if (s + kAhead < nStages) produce(s + kAhead);
+      const uint32_t q = seq + static_cast<uint32_t>(s);
+      const int buf = static_cast<int>(q % kStages);
+      mbarWait(full + buf, (q / kStages) & 1);
       const uint32_t* ys = stageBase(buf);
       const uint32_t* xs = ys + C::kYWords;
       const float* vs = reinterpret_cast<const float*>(ys + C::kYWords + C::kXWords);
@@ -453,40 +518,49 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
 #ifdef SINKHORN_SOFTMIN_STATS
         if (lane == 0) atomicAdd(&g_softminStats[1], 1ull);
 #endif
-        // The tile in halves of kNH n8 tiles (32 columns): one half of scores in registers at a time.
-        constexpr int kNH = C::kNT / 2;
+        // The tile in blocks of kNH n8 tiles (32 columns): few scores in registers at a time.
+        constexpr int kNH = 4;
+        constexpr int kBlocks = C::kNT / kNH;
         const bool unit = K == 1.f;
         if constexpr (!AVG) {
           bool done = false;
-          if (s != 0) {  // lazy: both halves, one vote
-            float rs[MT][2][4] = {};
+          if (s != 0) {  // lazy: one vote per tile; a block's mma before the previous block's exps
+            float rs[MT][2][4];
 #pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-              float S[MT][kNH][4];
-              residentScores(S, ys, us, colBase, hf * kNH);
-              if (unit) lazyExp(S, rs, std::true_type{});
-              else lazyExp(S, rs, std::false_type{});
+            for (int pb = 0; pb < kBlocks; pb += 2) {
+              float S0[MT][kNH][4], S1[MT][kNH][4];
+              residentScores(S0, ys, us, colBase, pb * kNH);
+              residentScores(S1, ys, us, colBase, (pb + 1) * kNH);
+              if (unit) {
+                if (pb == 0) lazyExp(S0, rs, std::true_type{}, std::true_type{});
+                else lazyExp(S0, rs, std::true_type{}, std::false_type{});
+                lazyExp(S1, rs, std::true_type{}, std::false_type{});
+              } else {
+                if (pb == 0) lazyExp(S0, rs, std::false_type{}, std::true_type{});
+                else lazyExp(S0, rs, std::false_type{}, std::false_type{});
+                lazyExp(S1, rs, std::false_type{}, std::false_type{});
+              }
             }
             done = commitLazy(rs);
           }
           if (!done) {
 #pragma unroll 1
-            for (int hf = 0; hf < 2; ++hf) {
+            for (int hf = 0; hf < kBlocks; ++hf) {
               float S[MT][kNH][4];
               residentScores(S, ys, us, colBase, hf * kNH);
               exactUpdate(S);
             }
           }
-        } else {  // the average needs P before the next half: one vote per half
+        } else {  // the average needs P before the next block: one vote per block
 #pragma unroll 1
-          for (int hf = 0; hf < 2; ++hf) {
+          for (int hf = 0; hf < kBlocks; ++hf) {
             float S[MT][kNH][4];
             residentScores(S, ys, us, colBase, hf * kNH);
             bool done = false;
             if (s != 0) {
-              float rs[MT][2][4] = {};
-              if (unit) lazyExp(S, rs, std::true_type{});
-              else lazyExp(S, rs, std::false_type{});
+              float rs[MT][2][4];
+              if (unit) lazyExp(S, rs, std::true_type{}, std::true_type{});
+              else lazyExp(S, rs, std::false_type{}, std::true_type{});
               done = commitLazy(rs);
               if (!done) residentScores(S, ys, us, colBase, hf * kNH);
             }
@@ -528,9 +602,9 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
           accumulateV(Sc, vs, 0);
         }
       }
-      if (++buf == kStages) buf = 0;
+      mbarArrive(empty + buf);
     }
-    __syncthreads();  // the next piece refills the buffers
+    seq += static_cast<uint32_t>(nStages);
 
     // Results of the piece.
 #pragma unroll
