@@ -65,7 +65,7 @@ struct HvpReport {
 
   void add(const CgOutcome& cg) {
     iterations += cg.iterations;
-    residual = std::max(residual, cg.residual);
+    residual = std::isnan(cg.residual) || cg.residual > residual ? cg.residual : residual;  // NaN sticks
     converged = converged && cg.converged;
   }
 };
