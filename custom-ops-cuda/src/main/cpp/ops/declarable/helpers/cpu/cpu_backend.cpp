@@ -1,8 +1,11 @@
 // CPU backend of the streaming softmin (see ../softmin.h): column packing, work distribution over
-// threads and the choice of kernel (softmin_kernel.h).
+// threads and the choice of kernels (softmin_kernel.h).
 //
-// Work items are (pass, segment, block of rows), shared by the worker threads through an atomic
-// counter; a kernel sweeps a block's rows over the segment's columns, packed once per call.
+// The passes of one call that can share dot products run as Gram jobs: a pass x <- y with its
+// transpose y <- x (the symmetric solver's f and g updates), and a self pass x <- x, whose Gram
+// matrix is symmetric, over one triangle. The other passes run alone. Work items are blocks of rows
+// of one segment, shared by the worker threads through an atomic counter; the column sides of the
+// Gram jobs are kept per thread and merged at the end.
 #include "cpu_backend.h"
 
 #include <algorithm>
@@ -22,6 +25,7 @@ namespace {
 constexpr int64_t kTaskBlocks = 4;   // kernel row blocks per work item
 constexpr double kSerialWork = 2e5;  // below this many multiply-adds a call runs on one thread
 constexpr double kLog2e = 1.44269504088896340736;
+constexpr double kLn2 = 0.69314718055994530942;
 
 int64_t roundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
@@ -54,13 +58,19 @@ void packPanels(const T* src, int64_t begin, int64_t count, int64_t padded, int6
   }
 }
 
+// The bias of column j of a pass in base 2: log2 e (w_j + (h_j - c|y_j|^2) / eps).
+template <typename T>
+T base2Bias(const SoftminPass<T>& p, int64_t j) {
+  const double h = p.yPotential ? double(p.yPotential[j]) : 0.0;
+  return T(kLog2e * (double(p.yLogWeights[j]) + (h - double(p.ySqNorm[j])) / double(p.eps)));
+}
+
 // The columns of every segment of a pass, packed with their base-2 bias, and v where the pass
 // averages it (the gradients average the columns themselves: their panels serve twice), and
 // pairCol for a pair-weighted average.
 template <typename T>
 std::vector<SegmentColumns<T>> packColumns(const SoftminPass<T>& p) {
   std::vector<SegmentColumns<T>> segs(p.segments);
-  const double invEps = 1.0 / double(p.eps);
   const bool valuesAreColumns = p.avg && p.v == p.y && p.k == p.d;
   for (int64_t s = 0; s < p.segments; ++s) {
     SegmentColumns<T>& c = segs[s];
@@ -70,29 +80,61 @@ std::vector<SegmentColumns<T>> packColumns(const SoftminPass<T>& p) {
     if (p.avg && !valuesAreColumns) packPanels(p.v, begin, count, padded, p.k, c.values);
     if (p.pairAvg) packPanels(p.pairCol, begin, count, padded, p.q, c.pairs);
     c.bias.assign(padded, -std::numeric_limits<T>::infinity());
-    for (int64_t j = 0; j < count; ++j) {
-      const int64_t gj = begin + j;
-      const double h = p.yPotential ? double(p.yPotential[gj]) : 0.0;
-      c.bias[j] = T(kLog2e * (double(p.yLogWeights[gj]) + (h - double(p.ySqNorm[gj])) * invEps));
-    }
+    for (int64_t j = 0; j < count; ++j) c.bias[j] = base2Bias(p, begin + j);
     const T* values = !p.avg ? nullptr : valuesAreColumns ? c.panels.data() : c.values.data();
     c.view = {c.panels.data(), c.bias.data(), values, p.pairAvg ? c.pairs.data() : nullptr, count, padded};
   }
   return segs;
 }
 
+void runKernel(const cpu::RowBlock<float>& block) { kernels().rowsFloat(block); }
+void runKernel(const cpu::RowBlock<double>& block) { kernels().rowsDouble(block); }
+void runKernel(const cpu::GramBlock<float>& block) { kernels().gramFloat(block); }
+void runKernel(const cpu::GramBlock<double>& block) { kernels().gramDouble(block); }
+
+// Passes whose dot products are each other's transposes: one Gram sweep serves both.
 template <typename T>
-void runKernel(const cpu::RowBlock<T>& block);
-template <>
-void runKernel<float>(const cpu::RowBlock<float>& block) { kernels().rowsFloat(block); }
-template <>
-void runKernel<double>(const cpu::RowBlock<double>& block) { kernels().rowsDouble(block); }
+bool transposed(const SoftminPass<T>& a, const SoftminPass<T>& b) {
+  return a.x == b.y && a.y == b.x && a.xOffsets == b.yOffsets && a.yOffsets == b.xOffsets && a.d == b.d &&
+         a.eps == b.eps && a.cost == b.cost && a.active == b.active && !a.avg && !b.avg;
+}
+
+template <typename T>
+bool selfPass(const SoftminPass<T>& p) {
+  return p.x == p.y && p.xOffsets == p.yOffsets && !p.avg;
+}
+
+// A Gram job: rows of rowPass.x against its columns; the column side serves columnPass, which is
+// the transposed pass, or rowPass itself for a self pass (then only one triangle is swept).
+template <typename T>
+struct GramJob {
+  const SoftminPass<T>* rowPass;
+  const SoftminPass<T>* columnPass;
+  std::vector<SegmentColumns<T>> columns;
+  std::vector<T> rowBias;           // columnPass's bias on the rows (its columns)
+  std::vector<T> rowMax, rowSum;    // row side, per row
+  std::vector<int64_t> columnBase;  // per segment: its first entry in the per-thread column arrays
+  std::vector<std::vector<T>> columnMax, columnSum;  // per thread
+  bool self() const { return rowPass == columnPass; }
+};
 
 struct WorkItem {
-  int pass;
+  bool gram;
+  int job;  // a pass (gram false) or a Gram job
   int64_t segment;
   int64_t rowBegin, rowEnd;
 };
+
+// The natural-log LSE from base-2 running maxima and sums merged with the threads' column sides.
+template <typename T>
+T mergedLse(T rowMax, T rowSum, const GramJob<T>& g, int64_t entry) {
+  double m = rowMax;
+  for (const auto& cm : g.columnMax) m = std::max(m, double(cm[entry]));
+  double sum = double(rowSum) * std::exp2(double(rowMax) - m);
+  for (size_t t = 0; t < g.columnMax.size(); ++t)
+    sum += double(g.columnSum[t][entry]) * std::exp2(double(g.columnMax[t][entry]) - m);
+  return T(kLn2 * (m + std::log2(sum)));
+}
 
 template <typename Fn>
 void runParallel(int64_t items, double work, Fn&& fn) {
@@ -131,37 +173,104 @@ void CpuBackend::squaredNorms(const T* x, int64_t rows, int64_t d, T scale, T* o
 
 template <typename T>
 void CpuBackend::softmin(const SoftminPass<T>* passes, int count) {
+  const int threads = cpuThreadCount();
+  std::vector<int> partner(count, -1);  // the Gram job's other pass, or the pass itself
+  for (int a = 0; a < count; ++a) {
+    if (partner[a] >= 0) continue;
+    if (selfPass(passes[a])) {
+      partner[a] = a;
+      continue;
+    }
+    for (int b = a + 1; b < count; ++b)
+      if (partner[b] < 0 && transposed(passes[a], passes[b])) {
+        partner[a] = b, partner[b] = a;
+        break;
+      }
+  }
+
   std::vector<std::vector<SegmentColumns<T>>> columns(count);
+  std::vector<GramJob<T>> grams;
   std::vector<WorkItem> items;
   double work = 0;
   int64_t maxK = 0, maxD = 1, maxQ = 0;
   const int64_t taskRows = kTaskBlocks * kernels().blockRows;
   for (int pi = 0; pi < count; ++pi) {
     const SoftminPass<T>& p = passes[pi];
-    columns[pi] = packColumns(p);
     maxD = std::max(maxD, p.d);
-    if (p.avg) maxK = std::max(maxK, p.k);
-    if (p.pairAvg) maxQ = std::max(maxQ, p.q);
     for (int64_t s = 0; s < p.segments; ++s) {
+      if (p.active && !p.active[s] && p.prev && p.prev != p.out)
+        std::copy(p.prev + p.xOffsets[s], p.prev + p.xOffsets[s + 1], p.out + p.xOffsets[s]);
+    }
+    if (partner[pi] >= 0 && partner[pi] < pi) continue;  // the column side of an earlier Gram job
+    const bool gram = partner[pi] >= 0;
+    if (gram) {
+      GramJob<T> g;
+      g.rowPass = &p, g.columnPass = &passes[partner[pi]];
+      g.columns = packColumns(p);
+      g.rowBias.resize(p.n);
+      for (int64_t i = 0; i < p.n; ++i) g.rowBias[i] = base2Bias(*g.columnPass, i);
+      g.rowMax.resize(p.n), g.rowSum.resize(p.n);
+      int64_t entries = 0;
+      for (const auto& c : g.columns) g.columnBase.push_back(entries), entries += c.view.padded;
+      g.columnMax.assign(threads, std::vector<T>(entries, -std::numeric_limits<T>::infinity()));
+      g.columnSum.assign(threads, std::vector<T>(entries, T(0)));
+      grams.push_back(std::move(g));
+    } else {
+      columns[pi] = packColumns(p);
+      if (p.avg) maxK = std::max(maxK, p.k);
+      if (p.pairAvg) maxQ = std::max(maxQ, p.q);
+    }
+    const int job = gram ? static_cast<int>(grams.size()) - 1 : pi;
+    const int64_t rowsPerItem = gram ? cpu::kGramTaskRows : taskRows;
+    for (int64_t s = 0; s < p.segments; ++s) {
+      if (p.active && !p.active[s]) continue;
       const int64_t rb = p.xOffsets[s], re = p.xOffsets[s + 1];
-      if (p.active && !p.active[s]) {
-        if (p.prev && p.prev != p.out) std::copy(p.prev + rb, p.prev + re, p.out + rb);
-        continue;
-      }
       const double perPair = double(p.d + 8) + (p.pairAvg ? double(p.q + p.pairK) : 0.0);
       work += double(re - rb) * double(p.yOffsets[s + 1] - p.yOffsets[s]) * perPair;
-      for (int64_t r = rb; r < re; r += taskRows) items.push_back({pi, s, r, std::min(re, r + taskRows)});
+      for (int64_t r = rb; r < re; r += rowsPerItem) items.push_back({gram, job, s, r, std::min(re, r + rowsPerItem)});
     }
   }
+
   const size_t scratchSize = cpu::scratchElements<T>(maxD, maxK, maxQ);
-  const int threads = cpuThreadCount();
   std::vector<std::vector<T>> scratch(threads, std::vector<T>(scratchSize + 64 / sizeof(T)));
   runParallel(static_cast<int64_t>(items.size()), work, [&](int thread, int64_t it) {
     const WorkItem& w = items[it];
     T* aligned = scratch[thread].data();
     while (reinterpret_cast<uintptr_t>(aligned) % 64) ++aligned;
-    runKernel<T>({&passes[w.pass], &columns[w.pass][w.segment].view, w.rowBegin, w.rowEnd, aligned});
+    if (!w.gram) {
+      runKernel(cpu::RowBlock<T>{&passes[w.job], &columns[w.job][w.segment].view, w.rowBegin, w.rowEnd, aligned});
+      return;
+    }
+    GramJob<T>& g = grams[w.job];
+    const SoftminPass<T>& p = *g.rowPass;
+    const int64_t first = p.xOffsets[w.segment];
+    const int64_t base = g.columnBase[w.segment];
+    // A self pass sweeps the columns from its own block on: the diagonal block on the row side only,
+    // the rest on both sides (they stand for the rows of later blocks).
+    const int64_t firstColumn = g.self() ? w.rowBegin - first : 0;
+    const int64_t columnSideFrom = g.self() ? w.rowEnd - first : 0;
+    runKernel(cpu::GramBlock<T>{p.x, p.d, T(2 * double(p.cost) / double(p.eps) * kLog2e), &g.columns[w.segment].view,
+                                g.rowBias.data(), w.rowBegin, w.rowEnd, firstColumn, columnSideFrom, g.rowMax.data(),
+                                g.rowSum.data(), g.columnMax[thread].data() + base, g.columnSum[thread].data() + base,
+                                aligned});
   });
+
+  for (const GramJob<T>& g : grams) {
+    const SoftminPass<T>& p = *g.rowPass;
+    for (int64_t s = 0; s < p.segments; ++s) {
+      if (p.active && !p.active[s]) continue;
+      const int64_t rb = p.xOffsets[s], re = p.xOffsets[s + 1];
+      if (g.self()) {
+        for (int64_t i = rb; i < re; ++i) cpu::writeSoftmin(p, i, mergedLse(g.rowMax[i], g.rowSum[i], g, g.columnBase[s] + i - rb));
+        continue;
+      }
+      for (int64_t i = rb; i < re; ++i) cpu::writeSoftmin(p, i, T(kLn2 * (g.rowMax[i] + std::log2(double(g.rowSum[i])))));
+      const SoftminPass<T>& q = *g.columnPass;
+      const int64_t cb = q.xOffsets[s], ce = q.xOffsets[s + 1];
+      for (int64_t j = cb; j < ce; ++j)
+        cpu::writeSoftmin(q, j, mergedLse(-std::numeric_limits<T>::infinity(), T(0), g, g.columnBase[s] + j - cb));
+    }
+  }
 }
 
 template <typename T>

@@ -47,6 +47,44 @@ struct RowBlock {
   T* scratch;
 };
 
+// Both reductions of Gram tiles g_ij = scale2 <x_i, y_j> for a block of rows of x:
+//   row side:    for each row i,    the base-2 max and sum over columns j of g_ij + bias_j (the
+//                columns' bias): the pass x <- y;
+//   column side: for each column j, the running base-2 max and sum over rows i of g_ij + rowBias_i:
+//                the pass y <- x, which needs the same dot products (or, when y is x, the other
+//                triangle of a self pass).
+// One sweep of the dot products serves two passes: the symmetric solver's f and g updates share
+// them, and so do both triangles of a debiasing self pass.
+template <typename T>
+struct GramBlock {
+  const T* x;                       // rows of x, d values each
+  int64_t d;
+  T scale2;                         // (2c/eps) log2 e
+  const PackedColumns<T>* columns;  // y, with the row side's bias
+  const T* rowBias;                 // the column side's bias of each row of x
+  int64_t rowBegin, rowEnd;         // rows of x
+  int64_t firstColumn;              // a multiple of the panel width: columns before it are skipped
+  int64_t columnSideFrom;           // columns before it get the row side only
+  T* rowMax;                        // per row of x: the row side's result
+  T* rowSum;
+  T* columnMax;                     // per column: this thread's running column side
+  T* columnSum;
+  T* scratch;                       // scratchElements<T>(d, 0, 0) values, 64-byte aligned
+};
+
+// Rows per Gram work item: a multiple of every panel width, so that a self pass's triangle starts
+// on a panel.
+constexpr int64_t kGramTaskRows = 32;
+
+// The outputs of row i of a pass from its natural-log LSE (both the kernels and the Gram merge write
+// through it; internal linkage keeps one copy per instruction set).
+template <typename T>
+static inline void writeSoftmin(const SoftminPass<T>& p, int64_t i, T lse) {
+  const T updated = p.damping * (p.xSqNorm[i] - p.eps * lse);
+  p.out[i] = p.prev && p.blend != T(0) ? p.blend * p.prev[i] + (T(1) - p.blend) * updated : updated;
+  if (p.lse) p.lse[i] = lse;
+}
+
 constexpr int kMaxBlockRows = 8;      // rows the widest kernel computes together
 constexpr int kMaxVectorBytes = 64;   // its vectors
 
@@ -60,9 +98,11 @@ constexpr size_t scratchElements(int64_t d, int64_t k, int64_t q) {
 
 struct KernelTable {
   const char* isa;
-  int blockRows;  // rows computed together: work items should be multiples of it
+  int blockRows;  // rows computed together by the softmin kernel: work items should be multiples of it
   void (*rowsFloat)(const RowBlock<float>&);
   void (*rowsDouble)(const RowBlock<double>&);
+  void (*gramFloat)(const GramBlock<float>&);
+  void (*gramDouble)(const GramBlock<double>&);
 };
 
 const KernelTable& avx2Kernels();

@@ -1,7 +1,8 @@
-// The softmin kernel for AVX2 + FMA (x86-64-v3, the library's baseline): 16 vector registers hold
-// 6 rows x 2 vectors of scores.
+// The softmin kernels for AVX2 + FMA (x86-64-v3, the library's baseline): 16 vector registers hold
+// 6 rows x 2 vectors of scores, or 4 rows in the Gram kernel, which also needs room for the column side.
 #define SINKHORN_VECTOR_BYTES 32
 #define SINKHORN_BLOCK_ROWS 6
+#define SINKHORN_GRAM_ROWS 4
 #include "softmin_kernel_impl.h"
 
 namespace sinkhorn {
@@ -9,7 +10,8 @@ namespace helpers {
 namespace cpu {
 
 const KernelTable& avx2Kernels() {
-  static const KernelTable table{"avx2", kRows, &softminRows<float>, &softminRows<double>};
+  static const KernelTable table{"avx2", kRows, &softminRows<float>, &softminRows<double>,
+                                     &gramRows<float>,    &gramRows<double>};
   return table;
 }
 

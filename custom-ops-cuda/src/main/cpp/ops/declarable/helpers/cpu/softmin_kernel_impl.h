@@ -1,17 +1,18 @@
-// The CPU softmin kernel, written once with GCC vector extensions and compiled once per instruction
-// set: the including file defines SINKHORN_VECTOR_BYTES (32: AVX2, 64: AVX-512) and
-// SINKHORN_BLOCK_ROWS. Everything here has internal linkage, so that no function compiled for
+// The CPU softmin kernels, written once with GCC vector extensions and compiled once per instruction
+// set: the including file defines SINKHORN_VECTOR_BYTES (32: AVX2, 64: AVX-512), SINKHORN_BLOCK_ROWS
+// and SINKHORN_GRAM_ROWS. Everything here has internal linkage, so that no function compiled for
 // AVX-512 can be merged by the linker into the AVX2 path; for the same reason nothing from the
 // standard library is used, only compiler built-ins.
 //
 // A block of rows sweeps the columns chunk by chunk (kChunkColumns, so that the block's scores stay in
-// L1): (1) the scores of a tile of kRows rows x 2 vectors of columns are accumulated in registers over
-// the dimension, each loaded vector of y feeding kRows FMAs; (2) the row maxima of the chunk; (3)
-// 2^(score - max) summed in vectors, with the online rescaling of FlashAttention when a maximum
-// grows; (4) optionally the exponentials weight rows of v (barycentres, plan products), packed in
-// panels like y; (5) optionally, for a pair-weighted average, a second score tile of the pair
+// L1): (1) the dot products of a tile of rows x 2 vectors of columns are accumulated in registers
+// over the dimension, each loaded vector of y feeding one FMA per row; (2) the row maxima of the
+// chunk; (3) 2^(score - max) summed in vectors, with the online rescaling of FlashAttention when a
+// maximum grows; (4) optionally the exponentials weight rows of v (barycentres, plan products),
+// packed in panels like y; (5) optionally, for a pair-weighted average, a second tile of the pair
 // weights <pairRow_i, pairCol_j> (pairCol packed like y) multiplies the exponentials before they
-// weight the first pairK values of v.
+// weight the first pairK values of v. The Gram kernel also reduces each tile along its columns
+// (softmin_kernel.h).
 // Scores are kept in base 2 (the scale and the bias carry log2 e), so the exponentials are exp2:
 // round, a polynomial on [-1/2, 1/2], and an integer add into the exponent field.
 #ifndef SINKHORN_VECTOR_BYTES
@@ -35,7 +36,9 @@ namespace {
 
 constexpr int kBytes = SINKHORN_VECTOR_BYTES;
 constexpr int kRows = SINKHORN_BLOCK_ROWS;
-static_assert(kRows <= kMaxBlockRows, "scratchElements() is sized for kMaxBlockRows rows");
+constexpr int kGramRows = SINKHORN_GRAM_ROWS;
+static_assert(kRows <= kMaxBlockRows && kGramRows <= kMaxBlockRows, "scratchElements() is sized for kMaxBlockRows rows");
+static_assert(kGramTaskRows % kGramRows == 0, "Gram work items hold whole blocks of rows");
 
 constexpr double kLog2e = 1.44269504088896340736;
 constexpr double kLn2 = 0.69314718055994530942;
@@ -149,28 +152,58 @@ inline T minimum(T a, T b) {
   return a < b ? a : b;
 }
 
-// Scores of kRows rows (xs: kRows x d, scaled) against 2 vectors of columns starting at `panel`
-// (stride: the panel width), plus the bias, stored into rows of `out` (stride kChunkColumns).
-template <typename T>
-inline void scoreTile(const T* xs, int64_t d, const T* panel, const T* bias, T* out) {
+// Dot products of R rows (xs: R x d, scaled) with 2 vectors of columns starting at `panel` (stride:
+// the panel width), added to the initial values a0 (first vector) and a1 (second).
+template <typename T, int R>
+inline void gramTile(const T* xs, int64_t d, const T* panel, typename Simd<T>::V (&a0)[R],
+                     typename Simd<T>::V (&a1)[R]) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int W = S::lanes;
   constexpr int64_t P = panelWidth<T>();
-  const V b0 = load(bias), b1 = load(bias + W);
-  V a0[kRows], a1[kRows];
-  for (int r = 0; r < kRows; ++r) a0[r] = b0, a1[r] = b1;
   for (int64_t t = 0; t < d; ++t) {
     const V y0 = load(panel + t * P), y1 = load(panel + t * P + W);
-    for (int r = 0; r < kRows; ++r) {
+    for (int r = 0; r < R; ++r) {
       const V xv = S::broadcast(xs[r * d + t]);
       a0[r] += xv * y0;
       a1[r] += xv * y1;
     }
   }
-  for (int r = 0; r < kRows; ++r) {
-    store(out + r * kChunkColumns, a0[r]);
-    store(out + r * kChunkColumns + W, a1[r]);
+}
+
+// Online base-2 log-sum-exp of R rows over one chunk of scores (rows of `scores`, stride
+// kChunkColumns): folds the chunk into the running maxima and lane-wise sums; where `keep`, the
+// exponentials replace the scores. rescale[r] is the factor a grown maximum applied to row r's sums
+// (1 when it did not grow), for the caller's other running sums.
+template <typename T, int R>
+inline void rowSweep(T* scores, int64_t width, T (&maxScore)[R], typename Simd<T>::V (&sum)[R], bool keep,
+                     T (&rescale)[R]) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::lanes;
+  for (int r = 0; r < R; ++r) {
+    T* s = scores + r * kChunkColumns;
+    V mv = load(s);
+    for (int64_t q = W; q < width; q += W) mv = S::max(mv, load(s + q));
+    const T chunkMax = horizontalMax<T>(mv);
+    rescale[r] = T(1);
+    if (chunkMax > maxScore[r]) {
+      rescale[r] = T(__builtin_exp2(double(maxScore[r] - chunkMax)));
+      sum[r] *= rescale[r];
+      maxScore[r] = chunkMax;
+    }
+    const V m = S::broadcast(maxScore[r]);
+    V total = sum[r];
+    if (keep) {
+      for (int64_t q = 0; q < width; q += W) {
+        const V e = exp2NonPositive<T>(load(s + q) - m);
+        total += e;
+        store(s + q, e);
+      }
+    } else {
+      for (int64_t q = 0; q < width; q += W) total += exp2NonPositive<T>(load(s + q) - m);
+    }
+    sum[r] = total;
   }
 }
 
@@ -197,6 +230,15 @@ inline void accumulateValues(const T* e, const T* valuePanels, int64_t k, int64_
     for (int u = 0; u < kValues; ++u) store(acc + ((r * k) + c + u) * W, a[r][u]);
 }
 
+// Rows i0.. of x scaled into xs (R x d); spare rows repeat the last real one.
+template <typename T, int R>
+inline void loadRows(const T* x, int64_t d, int64_t i0, int rows, T scale, T* xs) {
+  for (int r = 0; r < R; ++r) {
+    const int64_t i = i0 + minimum(r, rows - 1);
+    for (int64_t t = 0; t < d; ++t) xs[r * d + t] = x[i * d + t] * scale;
+  }
+}
+
 template <typename T>
 void softminRows(const RowBlock<T>& job) {
   using S = Simd<T>;
@@ -208,25 +250,21 @@ void softminRows(const RowBlock<T>& job) {
 
   const SoftminPass<T>& p = *job.pass;
   const PackedColumns<T>& cols = *job.columns;
-  const int64_t d = p.d, k = p.avg ? p.k : 0, pairK = p.pairAvg ? p.pairK : 0, q = pairK ? p.q : 0;
+  const int64_t d = p.d, k = p.avg ? p.k : 0, pairK = p.pairAvg ? p.pairK : 0, pairDims = pairK ? p.q : 0;
   const T scale2 = T(2) * p.cost / p.eps * T(kLog2e);
   T* scores = job.scratch;                            // kRows x kChunkColumns
   T* xs = scores + kRows * kChunkColumns;             // kRows x d
   T* acc = xs + kRows * d;                            // kRows x k x W, lane-wise sums of the average
   T* pairWeights = acc + kRows * k * W;               // kRows x kChunkColumns, then times the exponentials
-  T* pairRows = pairWeights + kRows * kChunkColumns;  // kRows x q
-  T* pairAcc = pairRows + kRows * q;                  // kRows x k x W (the first pairK values of each row)
-  const T zeroBias[kTile] = {};
+  T* pairRows = pairWeights + kRows * kChunkColumns;  // kRows x pairDims
+  T* pairAcc = pairRows + kRows * pairDims;           // kRows x k x W (the first pairK values of each row)
 
   for (int64_t i0 = job.rowBegin; i0 < job.rowEnd; i0 += kRows) {
     // Every sweep covers kRows rows, the spare ones repeating the last row: fixed trip counts keep
     // the tiles in registers.
     const int rows = static_cast<int>(minimum<int64_t>(kRows, job.rowEnd - i0));
-    for (int r = 0; r < kRows; ++r) {
-      const int64_t i = i0 + minimum(r, rows - 1);
-      for (int64_t t = 0; t < d; ++t) xs[r * d + t] = p.x[i * d + t] * scale2;
-      for (int64_t t = 0; t < q; ++t) pairRows[r * q + t] = p.pairRow[i * q + t];
-    }
+    loadRows<T, kRows>(p.x, d, i0, rows, scale2, xs);
+    if (pairK) loadRows<T, kRows>(p.pairRow, pairDims, i0, rows, T(1), pairRows);
     T maxScore[kRows];
     V sum[kRows];
     for (int r = 0; r < kRows; ++r) maxScore[r] = -__builtin_inf(), sum[r] = S::broadcast(T(0));
@@ -238,37 +276,29 @@ void softminRows(const RowBlock<T>& job) {
       const int64_t width = minimum(kChunkColumns, cols.padded - c0);
       for (int64_t q = 0; q < width; q += kTile) {
         const int64_t col = c0 + q;
-        scoreTile(xs, d, cols.panels + (col / P) * d * P + col % P, cols.bias + col, scores + q);
-      }
-      if (pairK)
-        for (int64_t t = 0; t < width; t += kTile) {
-          const int64_t col = c0 + t;
-          scoreTile(pairRows, q, cols.pairPanels + (col / P) * q * P + col % P, zeroBias, pairWeights + t);
+        const V b0 = load(cols.bias + col), b1 = load(cols.bias + col + W);
+        V a0[kRows], a1[kRows];
+        for (int r = 0; r < kRows; ++r) a0[r] = b0, a1[r] = b1;
+        gramTile<T, kRows>(xs, d, cols.panels + (col / P) * d * P + col % P, a0, a1);
+        for (int r = 0; r < kRows; ++r) {
+          store(scores + r * kChunkColumns + q, a0[r]);
+          store(scores + r * kChunkColumns + q + W, a1[r]);
         }
-      for (int r = 0; r < kRows; ++r) {
-        T* s = scores + r * kChunkColumns;
-        V mv = load(s);
-        for (int64_t q = W; q < width; q += W) mv = S::max(mv, load(s + q));
-        const T chunkMax = horizontalMax<T>(mv);
-        if (chunkMax > maxScore[r]) {
-          const T rescale = T(__builtin_exp2(double(maxScore[r] - chunkMax)));
-          sum[r] *= rescale;
-          for (int64_t c = 0; c < k * W; ++c) acc[r * k * W + c] *= rescale;
-          for (int64_t c = 0; c < pairK * W; ++c) pairAcc[r * k * W + c] *= rescale;
-          maxScore[r] = chunkMax;
-        }
-        const V m = S::broadcast(maxScore[r]);
-        V total = sum[r];
-        if (k) {
-          for (int64_t q = 0; q < width; q += W) {
-            const V e = exp2NonPositive<T>(load(s + q) - m);
-            total += e;
-            store(s + q, e);
+        if (pairK) {
+          for (int r = 0; r < kRows; ++r) a0[r] = a1[r] = S::broadcast(T(0));
+          gramTile<T, kRows>(pairRows, pairDims, cols.pairPanels + (col / P) * pairDims * P + col % P, a0, a1);
+          for (int r = 0; r < kRows; ++r) {
+            store(pairWeights + r * kChunkColumns + q, a0[r]);
+            store(pairWeights + r * kChunkColumns + q + W, a1[r]);
           }
-        } else {
-          for (int64_t q = 0; q < width; q += W) total += exp2NonPositive<T>(load(s + q) - m);
         }
-        sum[r] = total;
+      }
+      T rescale[kRows];
+      rowSweep<T, kRows>(scores, width, maxScore, sum, k != 0, rescale);
+      for (int r = 0; r < kRows; ++r) {
+        if (rescale[r] == T(1)) continue;
+        for (int64_t c = 0; c < k * W; ++c) acc[r * k * W + c] *= rescale[r];
+        for (int64_t c = 0; c < pairK * W; ++c) pairAcc[r * k * W + c] *= rescale[r];
       }
       if (k) {
         const T* values = cols.valuePanels + (c0 / P) * k * P;
@@ -292,17 +322,83 @@ void softminRows(const RowBlock<T>& job) {
     for (int r = 0; r < rows; ++r) {
       const int64_t i = i0 + r;
       const T total = horizontalSum<T>(sum[r]);
-      const T lse = T(kLn2) * (maxScore[r] + T(__builtin_log2(double(total))));
-      const T softmin = p.xSqNorm[i] - p.eps * lse;
-      const T updated = p.damping * softmin;
-      p.out[i] = p.prev && p.blend != T(0) ? p.blend * p.prev[i] + (T(1) - p.blend) * updated : updated;
-      if (p.lse) p.lse[i] = lse;
+      writeSoftmin(p, i, T(kLn2) * (maxScore[r] + T(__builtin_log2(double(total)))));
       if (k) {
         const T inv = T(1) / total;
         for (int64_t c = 0; c < k; ++c) p.avg[i * k + c] = horizontalSum<T>(load(acc + (r * k + c) * W)) * inv;
         for (int64_t c = 0; c < pairK; ++c)
           p.pairAvg[i * pairK + c] = horizontalSum<T>(load(pairAcc + (r * k + c) * W)) * inv;
       }
+    }
+  }
+}
+
+// Column side of one vector of a Gram tile: the running base-2 maxima and sums of W columns over
+// R more rows, t_rj = a_rj + rowBias_r.
+template <typename T, int R>
+inline void columnSide(const typename Simd<T>::V (&a)[R], const T* rowBias, T* columnMax, T* columnSum) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  V t[R];
+  for (int r = 0; r < R; ++r) t[r] = a[r] + S::broadcast(rowBias[r]);
+  V tileMax = t[0];
+  for (int r = 1; r < R; ++r) tileMax = S::max(tileMax, t[r]);
+  const V before = load(columnMax);
+  const V m = S::max(before, tileMax);
+  V total = load(columnSum) * exp2NonPositive<T>(before - m);
+  for (int r = 0; r < R; ++r) total += exp2NonPositive<T>(t[r] - m);
+  store(columnMax, m);
+  store(columnSum, total);
+}
+
+template <typename T>
+void gramRows(const GramBlock<T>& job) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int R = kGramRows;
+  constexpr int W = S::lanes;
+  constexpr int64_t P = panelWidth<T>();
+  constexpr int64_t kTile = 2 * W;
+  static_assert(P % kTile == 0 && kChunkColumns % P == 0, "register tiles and chunks must not straddle panels");
+
+  const PackedColumns<T>& cols = *job.columns;
+  const int64_t d = job.d;
+  T* scores = job.scratch;              // R x kChunkColumns
+  T* xs = scores + R * kChunkColumns;   // R x d
+
+  for (int64_t i0 = job.rowBegin; i0 < job.rowEnd; i0 += R) {
+    const int rows = static_cast<int>(minimum<int64_t>(R, job.rowEnd - i0));
+    loadRows<T, R>(job.x, d, i0, rows, job.scale2, xs);
+    // Spare rows must not reach the columns: their bias is -inf.
+    T rowBias[R];
+    for (int r = 0; r < R; ++r) rowBias[r] = r < rows ? job.rowBias[i0 + r] : -__builtin_inf();
+    T maxScore[R];
+    V sum[R];
+    for (int r = 0; r < R; ++r) maxScore[r] = -__builtin_inf(), sum[r] = S::broadcast(T(0));
+
+    for (int64_t c0 = job.firstColumn; c0 < cols.padded; c0 += kChunkColumns) {
+      const int64_t width = minimum(kChunkColumns, cols.padded - c0);
+      for (int64_t q = 0; q < width; q += kTile) {
+        const int64_t col = c0 + q;
+        V a0[R], a1[R];
+        for (int r = 0; r < R; ++r) a0[r] = a1[r] = S::broadcast(T(0));
+        gramTile<T, R>(xs, d, cols.panels + (col / P) * d * P + col % P, a0, a1);
+        if (col >= job.columnSideFrom) {
+          columnSide<T, R>(a0, rowBias, job.columnMax + col, job.columnSum + col);
+          columnSide<T, R>(a1, rowBias, job.columnMax + col + W, job.columnSum + col + W);
+        }
+        const V b0 = load(cols.bias + col), b1 = load(cols.bias + col + W);
+        for (int r = 0; r < R; ++r) {
+          store(scores + r * kChunkColumns + q, a0[r] + b0);
+          store(scores + r * kChunkColumns + q + W, a1[r] + b1);
+        }
+      }
+      T rescale[R];
+      rowSweep<T, R>(scores, width, maxScore, sum, false, rescale);
+    }
+    for (int r = 0; r < rows; ++r) {
+      job.rowMax[i0 + r] = maxScore[r];
+      job.rowSum[i0 + r] = horizontalSum<T>(sum[r]);
     }
   }
 }
