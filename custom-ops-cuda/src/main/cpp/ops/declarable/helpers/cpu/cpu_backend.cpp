@@ -4,12 +4,11 @@
 // The passes of one call that can share dot products run as Gram jobs: a pass x <- y with its
 // transpose y <- x (the symmetric solver's f and g updates), and a self pass x <- x, whose Gram
 // matrix is symmetric, over one triangle. The other passes run alone. Work items are blocks of rows
-// of one segment, shared by the worker threads through an atomic counter; the column sides of the
-// Gram jobs are kept per thread and merged at the end.
+// of one segment, dealt to the worker threads; the column sides of the Gram jobs are kept per thread
+// and merged at the end.
 #include "cpu_backend.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -136,12 +135,13 @@ T mergedLse(T rowMax, T rowSum, const GramJob<T>& g, int64_t entry) {
   return T(kLn2 * (m + std::log2(sum)));
 }
 
+// Items are dealt round-robin rather than taken from a shared counter: which thread sums which rows
+// into its column sides is then fixed, and so are the results, to the last bit, for a given thread count.
 template <typename Fn>
 void runParallel(int64_t items, double work, Fn&& fn) {
   const int threads = work < kSerialWork ? 1 : static_cast<int>(std::min<int64_t>(cpuThreadCount(), items));
-  std::atomic<int64_t> next{0};
   auto worker = [&](int id) {
-    for (int64_t it = next++; it < items; it = next++) fn(id, it);
+    for (int64_t it = id; it < items; it += threads) fn(id, it);
   };
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t);
