@@ -39,8 +39,9 @@ std::vector<int64_t> checkedOffsets(const int64_t* offsets, int64_t batch, int64
 
 template <typename T>
 void checkFinite(const T* p, int64_t count, const char* name) {
+  // The message is built only on failure: this loop visits every coordinate.
   for (int64_t i = 0; i < count; ++i)
-    require(std::isfinite(double(p[i])), std::string(name) + " contains NaN or infinite values");
+    if (!std::isfinite(double(p[i]))) throw Error(SK_INVALID_ARGUMENT, std::string(name) + " contains NaN or infinite values");
 }
 
 // Centred copies of the clouds (costs are translation invariant), weights and their logs.
@@ -60,7 +61,7 @@ void prepareWeights(const T* w, const std::vector<int64_t>& offsets, const char*
     double mass = 0;
     for (int64_t i = offsets[s]; i < offsets[s + 1]; ++i) {
       const double v = w ? double(w[i]) : 1.0 / double(offsets[s + 1] - offsets[s]);
-      require(std::isfinite(v) && v >= 0, std::string(name) + " must be finite and non-negative");
+      if (!(std::isfinite(v) && v >= 0)) throw Error(SK_INVALID_ARGUMENT, std::string(name) + " must be finite and non-negative");
       mass += v;
       weights[i] = T(v);
       logs[i] = T(v > 0 ? std::log(v) : kZeroWeightLog);
