@@ -4,11 +4,14 @@
 // The passes of one call that can share dot products run as Gram jobs: a pass x <- y with its
 // transpose y <- x (the symmetric solver's f and g updates), and a self pass x <- x, whose Gram
 // matrix is symmetric, over one triangle. The other passes run alone. Work items are blocks of rows
-// of one segment, dealt to the worker threads; the column sides of the Gram jobs are kept per thread
-// and merged at the end.
+// of one segment, dealt to a fixed number of groups; threads take whole groups as they become free
+// (so a core slowed by other work holds up nothing), and each group keeps its own column sides of
+// the Gram jobs, merged at the end in a fixed order: the results do not depend on the scheduling or
+// on the number of threads.
 #include "cpu_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -22,6 +25,7 @@ namespace helpers {
 namespace {
 
 constexpr int64_t kTaskBlocks = 4;   // kernel row blocks per work item
+constexpr int kGroups = 16;          // work item groups: the unit of load balance and of column-side partial sums
 constexpr double kSerialWork = 2e5;  // below this many multiply-adds a call runs on one thread
 constexpr double kLog2e = 1.44269504088896340736;
 constexpr double kLn2 = 0.69314718055994530942;
@@ -112,8 +116,8 @@ struct GramJob {
   std::vector<SegmentColumns<T>> columns;
   std::vector<T> rowBias;           // columnPass's bias on the rows (its columns)
   std::vector<T> rowMax, rowSum;    // row side, per row
-  std::vector<int64_t> columnBase;  // per segment: its first entry in the per-thread column arrays
-  std::vector<std::vector<T>> columnMax, columnSum;  // per thread
+  std::vector<int64_t> columnBase;  // per segment: its first entry in the column arrays
+  std::vector<std::vector<T>> columnMax, columnSum;  // per group of work items
   bool self() const { return rowPass == columnPass; }
 };
 
@@ -124,24 +128,31 @@ struct WorkItem {
   int64_t rowBegin, rowEnd;
 };
 
-// The natural-log LSE from base-2 running maxima and sums merged with the threads' column sides.
+void runKernel(const cpu::StatsMerge<float>& merge) { kernels().mergeFloat(merge); }
+void runKernel(const cpu::StatsMerge<double>& merge) { kernels().mergeDouble(merge); }
+
+// Writes rows begin..begin+count of pass p from base-2 partial reductions: the groups' column sides
+// at `entry` of the Gram job's arrays, and the row side where rowMax is given.
 template <typename T>
-T mergedLse(T rowMax, T rowSum, const GramJob<T>& g, int64_t entry) {
-  double m = rowMax;
-  for (const auto& cm : g.columnMax) m = std::max(m, double(cm[entry]));
-  double sum = double(rowSum) * std::exp2(double(rowMax) - m);
-  for (size_t t = 0; t < g.columnMax.size(); ++t)
-    sum += double(g.columnSum[t][entry]) * std::exp2(double(g.columnMax[t][entry]) - m);
-  return T(kLn2 * (m + std::log2(sum)));
+void writeMerged(const SoftminPass<T>& p, int64_t begin, int64_t count, const GramJob<T>& g, int64_t entry,
+                 const T* rowMax, const T* rowSum) {
+  std::vector<const T*> maxes, sums;
+  for (int k = 0; k < kGroups; ++k) maxes.push_back(g.columnMax[k].data() + entry), sums.push_back(g.columnSum[k].data() + entry);
+  if (rowMax) maxes.push_back(rowMax), sums.push_back(rowSum);
+  std::vector<T> max(count), sum(count);
+  runKernel(cpu::StatsMerge<T>{maxes.data(), sums.data(), static_cast<int>(maxes.size()), count, max.data(), sum.data()});
+  for (int64_t i = 0; i < count; ++i) cpu::writeSoftmin(p, begin + i, T(kLn2 * (double(max[i]) + std::log2(double(sum[i])))));
 }
 
-// Items are dealt round-robin rather than taken from a shared counter: which thread sums which rows
-// into its column sides is then fixed, and so are the results, to the last bit, for a given thread count.
+// Item i belongs to group i mod kGroups; a thread takes a whole group and runs its items in order.
 template <typename Fn>
-void runParallel(int64_t items, double work, Fn&& fn) {
-  const int threads = work < kSerialWork ? 1 : static_cast<int>(std::min<int64_t>(cpuThreadCount(), items));
-  auto worker = [&](int id) {
-    for (int64_t it = id; it < items; it += threads) fn(id, it);
+void runGrouped(int64_t items, double work, Fn&& fn) {
+  const int64_t groups = std::min<int64_t>(kGroups, items);
+  const int threads = work < kSerialWork ? 1 : static_cast<int>(std::min<int64_t>(cpuThreadCount(), groups));
+  std::atomic<int64_t> next{0};
+  auto worker = [&](int thread) {
+    for (int64_t group = next++; group < groups; group = next++)
+      for (int64_t it = group; it < items; it += kGroups) fn(thread, static_cast<int>(group), it);
   };
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t);
@@ -212,8 +223,8 @@ void CpuBackend::softmin(const SoftminPass<T>* passes, int count) {
       g.rowMax.resize(p.n), g.rowSum.resize(p.n);
       int64_t entries = 0;
       for (const auto& c : g.columns) g.columnBase.push_back(entries), entries += c.view.padded;
-      g.columnMax.assign(threads, std::vector<T>(entries, -std::numeric_limits<T>::infinity()));
-      g.columnSum.assign(threads, std::vector<T>(entries, T(0)));
+      g.columnMax.assign(kGroups, std::vector<T>(entries, -std::numeric_limits<T>::infinity()));
+      g.columnSum.assign(kGroups, std::vector<T>(entries, T(0)));
       grams.push_back(std::move(g));
     } else {
       columns[pi] = packColumns(p);
@@ -233,7 +244,7 @@ void CpuBackend::softmin(const SoftminPass<T>* passes, int count) {
 
   const size_t scratchSize = cpu::scratchElements<T>(maxD, maxK, maxQ);
   std::vector<std::vector<T>> scratch(threads, std::vector<T>(scratchSize + 64 / sizeof(T)));
-  runParallel(static_cast<int64_t>(items.size()), work, [&](int thread, int64_t it) {
+  runGrouped(static_cast<int64_t>(items.size()), work, [&](int thread, int group, int64_t it) {
     const WorkItem& w = items[it];
     T* aligned = scratch[thread].data();
     while (reinterpret_cast<uintptr_t>(aligned) % 64) ++aligned;
@@ -251,7 +262,7 @@ void CpuBackend::softmin(const SoftminPass<T>* passes, int count) {
     const int64_t columnSideFrom = g.self() ? w.rowEnd - first : 0;
     runKernel(cpu::GramBlock<T>{p.x, p.d, T(2 * double(p.cost) / double(p.eps) * kLog2e), &g.columns[w.segment].view,
                                 g.rowBias.data(), w.rowBegin, w.rowEnd, firstColumn, columnSideFrom, g.rowMax.data(),
-                                g.rowSum.data(), g.columnMax[thread].data() + base, g.columnSum[thread].data() + base,
+                                g.rowSum.data(), g.columnMax[group].data() + base, g.columnSum[group].data() + base,
                                 aligned});
   });
 
@@ -261,14 +272,12 @@ void CpuBackend::softmin(const SoftminPass<T>* passes, int count) {
       if (p.active && !p.active[s]) continue;
       const int64_t rb = p.xOffsets[s], re = p.xOffsets[s + 1];
       if (g.self()) {
-        for (int64_t i = rb; i < re; ++i) cpu::writeSoftmin(p, i, mergedLse(g.rowMax[i], g.rowSum[i], g, g.columnBase[s] + i - rb));
+        writeMerged(p, rb, re - rb, g, g.columnBase[s], g.rowMax.data() + rb, g.rowSum.data() + rb);
         continue;
       }
       for (int64_t i = rb; i < re; ++i) cpu::writeSoftmin(p, i, T(kLn2 * (g.rowMax[i] + std::log2(double(g.rowSum[i])))));
       const SoftminPass<T>& q = *g.columnPass;
-      const int64_t cb = q.xOffsets[s], ce = q.xOffsets[s + 1];
-      for (int64_t j = cb; j < ce; ++j)
-        cpu::writeSoftmin(q, j, mergedLse(-std::numeric_limits<T>::infinity(), T(0), g, g.columnBase[s] + j - cb));
+      writeMerged<T>(q, q.xOffsets[s], q.xOffsets[s + 1] - q.xOffsets[s], g, g.columnBase[s], nullptr, nullptr);
     }
   }
 }

@@ -72,6 +72,18 @@ struct GramBlock {
   T* scratch;                       // scratchElements<T>(d, 0, 0) values, 64-byte aligned
 };
 
+// Merges `parts` partial base-2 reductions of `count` entries (the column sides of several groups of
+// rows, and a row side): max = max_p max_p[j], sum = sum_p sum_p[j] 2^(max_p[j] - max).
+template <typename T>
+struct StatsMerge {
+  const T* const* maxes;
+  const T* const* sums;
+  int parts;
+  int64_t count;
+  T* max;
+  T* sum;
+};
+
 // Rows per Gram work item: a multiple of every panel width, so that a self pass's triangle starts
 // on a panel.
 constexpr int64_t kGramTaskRows = 32;
@@ -103,6 +115,8 @@ struct KernelTable {
   void (*rowsDouble)(const RowBlock<double>&);
   void (*gramFloat)(const GramBlock<float>&);
   void (*gramDouble)(const GramBlock<double>&);
+  void (*mergeFloat)(const StatsMerge<float>&);
+  void (*mergeDouble)(const StatsMerge<double>&);
 };
 
 const KernelTable& avx2Kernels();

@@ -11,7 +11,8 @@ namespace cpu {
 
 const KernelTable& avx2Kernels() {
   static const KernelTable table{"avx2", kRows, &softminRows<float>, &softminRows<double>,
-                                     &gramRows<float>,    &gramRows<double>};
+                                     &gramRows<float>,    &gramRows<double>,
+                                     &mergeStats<float>,  &mergeStats<double>};
   return table;
 }
 

@@ -12,7 +12,8 @@ namespace cpu {
 
 const KernelTable& avx512Kernels() {
   static const KernelTable table{"avx512", kRows, &softminRows<float>, &softminRows<double>,
-                                     &gramRows<float>,    &gramRows<double>};
+                                     &gramRows<float>,    &gramRows<double>,
+                                     &mergeStats<float>,  &mergeStats<double>};
   return table;
 }
 

@@ -403,6 +403,32 @@ void gramRows(const GramBlock<T>& job) {
   }
 }
 
+template <typename T>
+void mergeStats(const StatsMerge<T>& job) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::lanes;
+  int64_t j = 0;
+  for (; j + W <= job.count; j += W) {
+    V m = load(job.maxes[0] + j);
+    for (int p = 1; p < job.parts; ++p) m = S::max(m, load(job.maxes[p] + j));
+    // A part that saw none of these entries has max -inf and sum 0: it adds 2^-125 * 0.
+    V total = S::broadcast(T(0));
+    for (int p = 0; p < job.parts; ++p) total += load(job.sums[p] + j) * exp2NonPositive<T>(load(job.maxes[p] + j) - m);
+    store(job.max + j, m);
+    store(job.sum + j, total);
+  }
+  for (; j < job.count; ++j) {
+    T m = job.maxes[0][j];
+    for (int p = 1; p < job.parts; ++p) m = job.maxes[p][j] > m ? job.maxes[p][j] : m;
+    T total = T(0);
+    for (int p = 0; p < job.parts; ++p)  // empty parts skipped: no libm call, no -inf - -inf
+      if (job.sums[p][j] != T(0)) total += job.sums[p][j] * T(__builtin_exp2(double(job.maxes[p][j] - m)));
+    job.max[j] = m;
+    job.sum[j] = total;
+  }
+}
+
 }  // namespace
 }  // namespace cpu
 }  // namespace helpers
