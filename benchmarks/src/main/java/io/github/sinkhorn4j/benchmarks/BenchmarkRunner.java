@@ -105,7 +105,7 @@ public final class BenchmarkRunner {
     }
 
     /** The runs asked for: one from the options, or a suite's rows (deduplicated) with the options as overrides. */
-    private static List<RunSpec> plan(Map<String, String> given, Anchors anchors) {
+    static List<RunSpec> plan(Map<String, String> given, Anchors anchors) {
         String suite = given.get("suite");
         if (suite == null) return List.of(single(given));
         for (String k : List.of("protocol", "n", "m", "d", "iters", "eps", "blur", "scaling", "solver")) {

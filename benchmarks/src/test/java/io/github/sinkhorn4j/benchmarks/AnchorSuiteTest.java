@@ -1,0 +1,49 @@
+package io.github.sinkhorn4j.benchmarks;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import io.github.sinkhorn4j.core.Device;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** The suites reproduce every anchor row once, and each timed run finds its anchors. */
+class AnchorSuiteTest {
+    private final Anchors anchors = new Anchors(Path.of("no-such-folder"));  // the copies on the classpath
+
+    @Test
+    void anchorsSuiteRunsEveryRowOnce() {
+        List<RunSpec> plan = BenchmarkRunner.plan(Map.of("suite", "anchors"), anchors);
+        // 18 forward rows, 4 loss+grad rows (GeomLoss's row at n = 10000, d = 64 is the same run), 1 hvp row
+        assertEquals(23, plan.size());
+        assertEquals(18, plan.stream().filter(s -> s.protocol() == Protocol.FORWARD).count());
+        assertEquals(4, plan.stream().filter(s -> s.protocol() == Protocol.LOSS_AND_GRAD).count());
+        assertEquals(1, plan.stream().filter(s -> s.protocol() == Protocol.HVP).count());
+        for (RunSpec s : plan) {
+            assertEquals(Device.CUDA, s.device());
+            assertEquals(10, s.reps());
+            assertEquals(3, s.warmup());
+            int expected = s.protocol() == Protocol.LOSS_AND_GRAD && s.n() == 10000 && s.d() == 64 ? 2 : 1;
+            assertEquals(expected, anchors.matching(s).size(), s.toString());
+        }
+    }
+
+    @Test
+    void geomlossSuiteRunsOnTheCpuWithItsTiming() {
+        List<RunSpec> plan = BenchmarkRunner.plan(Map.of("suite", "geomloss-cpu"), anchors);
+        assertEquals(4, plan.size());
+        for (RunSpec s : plan) {
+            assertEquals(Device.CPU, s.device());
+            assertEquals(3, s.reps());
+            assertEquals(1, s.warmup());
+            assertEquals(1, anchors.matching(s).size(), s.toString());
+        }
+    }
+
+    @Test
+    void suiteRowsCannotBeOverridden() {
+        assertThrows(IllegalArgumentException.class, () -> BenchmarkRunner.plan(Map.of("suite", "anchors", "n", "5"), anchors));
+    }
+}
