@@ -212,15 +212,17 @@ void CpuBackend::softmin(const SoftminPass<T>* passes, int count) {
       if (p.active && !p.active[s] && p.prev && p.prev != p.out)
         std::copy(p.prev + p.xOffsets[s], p.prev + p.xOffsets[s + 1], p.out + p.xOffsets[s]);
     }
-    if (partner[pi] >= 0 && partner[pi] < pi) continue;  // the column side of an earlier Gram job
+    if (partner[pi] >= 0 && partner[pi] < pi) continue;  // the other pass of an earlier Gram job
     const bool gram = partner[pi] >= 0;
+    // A Gram job's work items are blocks of its row pass: the pass with more rows gives more of them.
+    const SoftminPass<T>& rows = gram && passes[partner[pi]].n > p.n ? passes[partner[pi]] : p;
     if (gram) {
       GramJob<T> g;
-      g.rowPass = &p, g.columnPass = &passes[partner[pi]];
-      g.columns = packColumns(p);
-      g.rowBias.resize(p.n);
-      for (int64_t i = 0; i < p.n; ++i) g.rowBias[i] = base2Bias(*g.columnPass, i);
-      g.rowMax.resize(p.n), g.rowSum.resize(p.n);
+      g.rowPass = &rows, g.columnPass = &rows == &p ? &passes[partner[pi]] : &p;
+      g.columns = packColumns(rows);
+      g.rowBias.resize(rows.n);
+      for (int64_t i = 0; i < rows.n; ++i) g.rowBias[i] = base2Bias(*g.columnPass, i);
+      g.rowMax.resize(rows.n), g.rowSum.resize(rows.n);
       int64_t entries = 0;
       for (const auto& c : g.columns) g.columnBase.push_back(entries), entries += c.view.padded;
       g.columnMax.assign(kGroups, std::vector<T>(entries, -std::numeric_limits<T>::infinity()));
@@ -233,11 +235,11 @@ void CpuBackend::softmin(const SoftminPass<T>* passes, int count) {
     }
     const int job = gram ? static_cast<int>(grams.size()) - 1 : pi;
     const int64_t rowsPerItem = gram ? cpu::kGramTaskRows : taskRows;
-    for (int64_t s = 0; s < p.segments; ++s) {
-      if (p.active && !p.active[s]) continue;
-      const int64_t rb = p.xOffsets[s], re = p.xOffsets[s + 1];
-      const double perPair = double(p.d + 8) + (p.pairAvg ? double(p.q + p.pairK) : 0.0);
-      work += double(re - rb) * double(p.yOffsets[s + 1] - p.yOffsets[s]) * perPair;
+    for (int64_t s = 0; s < rows.segments; ++s) {
+      if (rows.active && !rows.active[s]) continue;
+      const int64_t rb = rows.xOffsets[s], re = rows.xOffsets[s + 1];
+      const double perPair = double(rows.d + 8) + (rows.pairAvg ? double(rows.q + rows.pairK) : 0.0);
+      work += double(re - rb) * double(rows.yOffsets[s + 1] - rows.yOffsets[s]) * perPair;
       for (int64_t r = rb; r < re; r += rowsPerItem) items.push_back({gram, job, s, r, std::min(re, r + rowsPerItem)});
     }
   }
