@@ -2,7 +2,6 @@ package io.github.sinkhorn4j.benchmarks;
 
 import io.github.sinkhorn4j.core.DType;
 import io.github.sinkhorn4j.core.Device;
-import io.github.sinkhorn4j.core.Report;
 import io.github.sinkhorn4j.core.Sinkhorn;
 import io.github.sinkhorn4j.core.Solver;
 import java.nio.file.Path;
@@ -27,7 +26,7 @@ public final class BenchmarkRunner {
               --protocol forward|loss+grad|hvp
                                              forward: fixed eps, full cost, no debias, exactly --iters iterations, value only
                                              loss+grad: GeomLoss schedule (--blur, --scaling), debias, half cost, value + grad x
-                                             hvp: Hessian-vector product w.r.t. x (blur 0.1, no debias)   (default loss+grad)
+                                             hvp: value, gradient, then H v w.r.t. x (blur 0.1, no debias)   (default loss+grad)
               --n N --m M --d D              cloud sizes and dimension (default n 2000, m = n, d 3)
               --iters K --eps E              forward protocol (default 100, 0.1)
               --blur B --scaling S           loss+grad and hvp (default 0.05 (hvp 0.1), 0.5)
@@ -73,7 +72,7 @@ public final class BenchmarkRunner {
         int failures = 0;
         for (RunSpec spec : plan) {
             Map<String, Object> result = runner.measure(spec);
-            if (result.containsKey("error") && !"unavailable".equals(result.get("status"))) failures++;
+            if (result.containsKey("error")) failures++;
             System.out.println(Json.write(result));
             System.out.flush();
         }
@@ -193,11 +192,6 @@ public final class BenchmarkRunner {
     /** Warm-ups, then reps timed runs (wall clock around the synchronous call); the record of the run. */
     private Map<String, Object> measure(RunSpec spec) {
         Map<String, Object> r = describe(spec);
-        if (spec.protocol() == Protocol.HVP) {
-            r.put("status", "unavailable");
-            r.put("error", "not available: the core binding has no Hessian-vector product entry point (Sinkhorn.hvp) yet");
-            return r;
-        }
         if (spec.device() == Device.CUDA && Sinkhorn.cudaDeviceCount() == 0) {
             r.put("error", "no CUDA device usable by the library (built without CUDA, no driver or no GPU)");
             return r;
@@ -207,7 +201,7 @@ public final class BenchmarkRunner {
             boolean perRun = HostMemory.resetPeak();
             for (int i = 0; i < spec.warmup(); i++) work.run();
             double[] ms = new double[spec.reps()];
-            Report last = null;
+            Workload.Result last = null;
             for (int i = 0; i < spec.reps(); i++) {
                 long t0 = System.nanoTime();
                 last = work.run();
@@ -219,9 +213,14 @@ public final class BenchmarkRunner {
             r.put("median_ms", median);
             r.put("min_ms", ms[0]);
             r.put("max_ms", ms[ms.length - 1]);
-            r.put("loss", last.loss0());
-            r.put("iterations", last.iterations()[0]);
-            r.put("device_used", lower(last.device()));
+            r.put("loss", last.solve().loss0());
+            r.put("iterations", last.solve().iterations()[0]);
+            r.put("device_used", lower(last.solve().device()));
+            if (last.hvp() != null) {
+                r.put("cg_iterations", last.hvp().cgIterations());
+                r.put("cg_residual", last.hvp().cgResidual());
+                r.put("cg_converged", last.hvp().converged());
+            }
             r.put("peak_rss_bytes", runPeak);
             r.put("peak_rss_scope", perRun ? "run" : "process");
             r.put("process_peak_rss_bytes", Math.max(processPeak, runPeak));

@@ -2,10 +2,14 @@ package io.github.sinkhorn4j.benchmarks;
 
 import io.github.sinkhorn4j.core.Clouds;
 import io.github.sinkhorn4j.core.DType;
+import io.github.sinkhorn4j.core.HvpOptions;
+import io.github.sinkhorn4j.core.HvpReport;
 import io.github.sinkhorn4j.core.Outputs;
+import io.github.sinkhorn4j.core.Potentials;
 import io.github.sinkhorn4j.core.Report;
 import io.github.sinkhorn4j.core.Sinkhorn;
 import io.github.sinkhorn4j.core.SinkhornOptions;
+import io.github.sinkhorn4j.core.Wrt;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -13,14 +17,23 @@ import java.util.SplittableRandom;
 
 /**
  * The data of one configuration in native memory, generated as in the anchors (x, y ~ N(0, I_d);
- * weights U(0, 1) + 0.1, normalised), and one call of the protocol on it. Native segments go to the
- * library as they are, so a call copies nothing on the Java side.
+ * weights U(0, 1) + 0.1, normalised; for hvp a direction v ~ N(0, I)), and one call of the protocol
+ * on it. Native segments go to the library as they are, so a call copies nothing on the Java side.
  */
 final class Workload implements AutoCloseable {
+    /** What one call returns: the solve's report, and the Hessian-vector product's for hvp. */
+    record Result(Report solve, HvpReport hvp) {}
+
+    // CG misses are reported (cg_converged false) rather than raised, so that the run is still timed.
+    private static final HvpOptions HVP_OPTIONS = HvpOptions.defaults().withAllowUnconverged(true);
+
     private final Arena arena = Arena.ofConfined();
     private final SinkhornOptions options;
     private final Clouds clouds;
     private final Outputs outputs;
+    private final Potentials potentials;
+    private final MemorySegment direction;
+    private final MemorySegment product;
 
     Workload(RunSpec spec) {
         SplittableRandom random = new SplittableRandom(spec.seed());
@@ -31,13 +44,30 @@ final class Workload implements AutoCloseable {
         MemorySegment b = weights(t, spec.m(), random);
         options = spec.options();
         clouds = Clouds.of(t, spec.n(), spec.m(), spec.d(), x, y, a, b);
-        outputs = spec.protocol() == Protocol.FORWARD ? Outputs.none()
-                : Outputs.none().gradX(arena.allocate(t.bytes() * spec.n() * spec.d(), 64));
+        long gradient = spec.n() * spec.d();
+        if (spec.protocol() == Protocol.HVP) {
+            // Not debiased: H v needs the potentials of the (x, y) problem only.
+            potentials = new Potentials(arena.allocate(t.bytes() * spec.n(), 64), arena.allocate(t.bytes() * spec.m(), 64),
+                    null, null);
+            direction = gaussian(t, gradient, random);
+            product = arena.allocate(t.bytes() * gradient, 64);
+            outputs = Outputs.none().gradX(arena.allocate(t.bytes() * gradient, 64)).fBa(potentials.fBa()).gAb(potentials.gAb());
+        } else {
+            potentials = null;
+            direction = product = null;
+            outputs = spec.protocol() == Protocol.FORWARD ? Outputs.none()
+                    : Outputs.none().gradX(arena.allocate(t.bytes() * gradient, 64));
+        }
     }
 
-    /** One synchronous solve: the value, and the gradient w.r.t. x where the protocol asks for it. */
-    Report run() {
-        return Sinkhorn.divergence(options, clouds, outputs);
+    /**
+     * One synchronous run of the protocol: the value (forward); the value and the gradient w.r.t. x
+     * (loss+grad); the value, the gradient and H v w.r.t. x at the solve's potentials (hvp).
+     */
+    Result run() {
+        Report solve = Sinkhorn.divergence(options, clouds, outputs);
+        if (potentials == null) return new Result(solve, null);
+        return new Result(solve, Sinkhorn.hvp(options, HVP_OPTIONS, clouds, potentials, Wrt.X, direction, product));
     }
 
     @Override
