@@ -105,6 +105,8 @@ typedef struct sk_hvp_options {
   int32_t wrt;               /* sk_wrt: the cloud the Hessian is taken with respect to */
   int32_t allow_unconverged; /* 0: a CG that misses cg_tol fails with SK_NOT_CONVERGED (out and report still
                                 written); else it is only reported */
+  int32_t allow_tf32;        /* CUDA float32: TF32-class products in the HVP's passes (options->allow_tf32 is
+                                not used: their rounding, ~1e-3, is far above CG's tolerance) */
 } sk_hvp_options;
 
 typedef struct sk_hvp_report {

@@ -241,7 +241,9 @@ void hvpTyped(const sk_options& o, const sk_clouds& c, const Potentials& pot, co
   hs.regularization = h.regularization >= 0 ? h.regularization : (single ? 1e-5 : 1e-10);
   const helpers::HvpCloud<T> xs{hc.x, hc.logA.data(), f, hc.n}, ys{hc.y, hc.logB.data(), g, hc.m};
   helpers::HvpReport r;
-  report.device_used = withBackend(o, [&](auto& backend) {
+  sk_options onDevice = o;
+  onDevice.allow_tf32 = h.allow_tf32;
+  report.device_used = withBackend(onDevice, [&](auto& backend) {
     using Backend = std::decay_t<decltype(backend)>;
     helpers::HessianVectorProduct<T, Backend> hvp(backend, wrtX ? xs : ys, wrtX ? ys : xs,
                                                   static_cast<const T*>(self), hc.d, hs);

@@ -49,7 +49,8 @@ final class NativeLibrary {
 
     static final StructLayout HVP_OPTIONS = MemoryLayout.structLayout(
             JAVA_DOUBLE.withName("cg_tol"), JAVA_INT.withName("cg_max_iters"), MemoryLayout.paddingLayout(4),
-            JAVA_DOUBLE.withName("regularization"), JAVA_INT.withName("wrt"), JAVA_INT.withName("allow_unconverged"));
+            JAVA_DOUBLE.withName("regularization"), JAVA_INT.withName("wrt"), JAVA_INT.withName("allow_unconverged"),
+            JAVA_INT.withName("allow_tf32"), MemoryLayout.paddingLayout(4));
 
     static final StructLayout HVP_REPORT = MemoryLayout.structLayout(
             JAVA_INT.withName("cg_iterations"), JAVA_INT.withName("converged"), JAVA_DOUBLE.withName("cg_residual"),

@@ -185,6 +185,7 @@ public final class Sinkhorn {
                     hvpOptions.regularization() == null ? -1 : hvpOptions.regularization());
             h.set(JAVA_INT, offset(HVP_OPTIONS, "wrt"), wrt.ordinal());
             h.set(JAVA_INT, offset(HVP_OPTIONS, "allow_unconverged"), hvpOptions.allowUnconverged() ? 1 : 0);
+            h.set(JAVA_INT, offset(HVP_OPTIONS, "allow_tf32"), hvpOptions.allowTf32() ? 1 : 0);
             MemorySegment report = arena.allocate(HVP_REPORT);
             int status;
             try {
