@@ -486,6 +486,53 @@ void debugCases() {
   }
 }
 
+// One pass that also averages v = y (the gradient's barycentres, k = d), and four passes in one
+// call (the symmetric step with the debias self-terms), n = m.
+void timeExtra(int64_t n, int64_t d, int reps) {
+  std::mt19937_64 rng(11);
+  Problem p = makeProblem(rng, n, n, d, 1, d, false);
+  p.v = p.y;
+  for (auto& wv : p.w) wv = std::log(1.0 / n);
+  CudaBackend be(true);
+  DeviceProblem<float> F(be, p);
+  F.pass.v = F.pass.y;
+  F.pass.lse = nullptr;
+  SoftminPass<float> noAvg = F.pass;
+  noAvg.avg = nullptr;
+  noAvg.v = nullptr;
+  noAvg.k = 0;
+  for (int i = 0; i < 3; ++i) {
+    be.softmin(&noAvg, 1);
+    be.softmin(&F.pass, 1);
+  }
+  be.synchronize();
+  auto median = [&](auto&& body) {
+    std::vector<double> ms;
+    for (int r = 0; r < reps; ++r) {
+      be.synchronize();
+      auto t0 = std::chrono::steady_clock::now();
+      body();
+      be.synchronize();
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  };
+  const double plain = median([&] { be.softmin(&noAvg, 1); });
+  const double avg = median([&] { be.softmin(&F.pass, 1); });
+  DeviceProblem<float> G(be, p), H(be, p), I(be, p);
+  SoftminPass<float> four[4] = {noAvg, G.pass, H.pass, I.pass};
+  for (int i = 1; i < 4; ++i) {
+    four[i].lse = nullptr;
+    four[i].avg = nullptr;
+    four[i].v = nullptr;
+    four[i].k = 0;
+  }
+  const double fourMs = median([&] { be.softmin(four, 4); });
+  std::printf("extra n=%lld d=%lld: plain pass %.3f ms, pass with average (k=%lld) %.3f ms, four passes in one call %.3f ms\n",
+              (long long)n, (long long)d, plain, (long long)d, avg, fourMs);
+}
+
 void smallSolve() {
   std::mt19937_64 rng(3);
   for (int prec = 0; prec < 3; ++prec) {
@@ -517,6 +564,8 @@ int main(int argc, char** argv) {
       std::printf("device: %s, %d SMs, %zu MiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem >> 20);
     if (mode == "check") {
       checkAll();
+    } else if (mode == "extra") {
+      timeExtra(argc > 2 ? std::atoll(argv[2]) : 50000, argc > 3 ? std::atoll(argv[3]) : 64, 7);
     } else if (mode == "debug") {
       debugCases();
     } else if (mode == "small") {

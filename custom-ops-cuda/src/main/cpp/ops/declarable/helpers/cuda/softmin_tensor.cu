@@ -19,7 +19,7 @@
 //
 // Lazy reference (resident kernels): 2^S is summed straight away, with no per-element maximum. A warp
 // recomputes a step exactly (row max over the step, new reference m' = max(m + log2 sum, max),
-// rescale) only when a running sum leaves [.., 2^100) (overflow, NaN) and at the first step of each
+// rescale) only when a running sum leaves [.., 2^kLazyLimit) (overflow, NaN) and at the first step of each
 // piece. So most scores cost one MUFU.EX2 and three FP32 operations beyond the mma, and no FMNMX.
 // Chunked kernels always update exactly.
 //
@@ -50,13 +50,24 @@ constexpr int kMaxResidentDim = 64;
 #ifndef SINKHORN_POLY_EXP
 #define SINKHORN_POLY_EXP 0
 #endif
+#ifndef SINKHORN_INTERLEAVE
+#define SINKHORN_INTERLEAVE 1
+#endif
 #ifndef SINKHORN_KS4_MIN_BLOCKS
 #define SINKHORN_KS4_MIN_BLOCKS 3
 #endif
 constexpr float kHalfTarget = 14.f;  // FP16 x operands stay below 2^14 (general scaling)
 constexpr float kHalfTargetY = 7.f;  // prepared FP16 clouds below 2^7: room for K = 1 (residentScales)
 constexpr float kMaxScaleExp = 60.f;
-constexpr float kHeadroom = 64.f;    // reference above the running log-sum-exp (base 2)
+// The reference sits kHeadroom above the running log-sum-exp (base 2): terms then stay >= 2^-80 of the
+// sum, and the ones flushed to zero (< 2^-126) are below 2^-46 of it. A lazy sum may grow to
+// 2^kLazyLimit (single terms up to 2^128 stay finite, larger ones give inf, which the check catches),
+// so a column must beat the reference by kHeadroom + kLazyLimit before the warp redoes a tile.
+constexpr float kHeadroom = 80.f;
+// With an average the lazy weights also multiply v: a lower limit keeps sum_j p_ij |v_j| finite for
+// |v| < 2^28.
+constexpr float kLazyLimitValue = 0x1p120f;
+constexpr float kLazyLimitAvg = 0x1p100f;
 
 // Power of two bringing max |v| to at most 2^target (1 for zero or non-finite maxima).
 __device__ __forceinline__ float halfScaleFor(float maxAbs, float target = kHalfTarget) {
@@ -311,7 +322,7 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
 
     // Exact update: S holds (scores - m) * K; turns S into 2^(score - m') and folds it in. The new
     // reference m' sits kHeadroom above the row's log-sum-exp so far, so that later columns must beat
-    // it by 100 + kHeadroom before the lazy sum overflows. S: float[MT][NT][4], any NT.
+    // it by 120 + kHeadroom before the lazy sum overflows. S: float[MT][NT][4], any NT.
     auto exactUpdate = [&](auto& S) {
       constexpr int NT = sizeof(S[0]) / sizeof(S[0][0]);
 #pragma unroll
@@ -444,7 +455,7 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           tot[mt][h] = sum[mt][h] + ((rs[mt][h][0] + rs[mt][h][1]) + (rs[mt][h][2] + rs[mt][h][3]));
-          bad |= !(tot[mt][h] < 0x1p100f);
+          bad |= !(tot[mt][h] < (AVG ? kLazyLimitAvg : kLazyLimitValue));
         }
       if (__any_sync(0xffffffffu, bad)) return false;
 #pragma unroll
@@ -482,6 +493,67 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
           for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
             for (int ks = 0; ks < KS; ++ks) mmaF16(S[mt][nt], xa[mt][ks], b[ks][0], b[ks][1]);
+        }
+      }
+    };
+
+    // One n8 tile (nt of the block starting at ntBase) of resident scores: B fragments and mma.
+    auto hmmaNt = [&](auto& S, const uint32_t* ys, int ntBase, int nt) {
+      if constexpr (RES) {
+        const uint32_t* yrow = ys + (8 * (ntBase + nt) + g) * C::kLdS;
+        uint32_t b[KS][2];
+        if constexpr (KS == 1) {
+          const uint2 v = *reinterpret_cast<const uint2*>(yrow + 2 * t);
+          b[0][0] = v.x;
+          b[0][1] = v.y;
+        } else {
+#pragma unroll
+          for (int q = 0; q < KS / 2; ++q) {
+            const uint4 v = *reinterpret_cast<const uint4*>(yrow + 16 * q + 4 * t);
+            b[2 * q][0] = v.x;
+            b[2 * q][1] = v.y;
+            b[2 * q + 1][0] = v.z;
+            b[2 * q + 1][1] = v.w;
+          }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int ks = 0; ks < KS; ++ks) mmaF16(S[mt][nt], xa[mt][ks], b[ks][0], b[ks][1]);
+      }
+    };
+    // The lazy exponentials of one n8 tile (as lazyExp).
+    auto expNt = [&](auto& S, int nt, float (&rs)[MT][2][4], auto unitTag, bool first) {
+      constexpr bool UNIT = decltype(unitTag)::value;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float x = UNIT ? S[mt][nt][e] : S[mt][nt][e] * unscale;
+          const float p = ((nt * 4 + e) & 7) < C::kPoly ? polyExp2(x) : fastExp2(x);
+          S[mt][nt][e] = p;
+          float& r = rs[mt][e >> 1][(nt & 1) * 2 + (e & 1)];
+          r = first ? p : r + p;
+        }
+    };
+    // Lazy pass over a resident tile in blocks of kIl n8 tiles, software-pipelined: the mma of block
+    // b + 1 interleaved with the exponentials of block b, so that the tensor pipe and the special
+    // function unit work at the same time within a warp.
+    auto lazyTile = [&](const uint32_t* ys, const float* us, int64_t colBase, float (&rs)[MT][2][4],
+                        auto unitTag) {
+      constexpr int kIl = 2;
+      constexpr int kNB = C::kNT / kIl;
+      float S[2][MT][kIl][4];
+      initScores(S[0], us, colBase, 0);
+#pragma unroll
+      for (int nt = 0; nt < kIl; ++nt) hmmaNt(S[0], ys, 0, nt);
+#pragma unroll
+      for (int b = 0; b < kNB; ++b) {
+        if (b + 1 < kNB) initScores(S[(b + 1) & 1], us, colBase, (b + 1) * kIl);
+#pragma unroll
+        for (int nt = 0; nt < kIl; ++nt) {
+          if (b + 1 < kNB) hmmaNt(S[(b + 1) & 1], ys, (b + 1) * kIl, nt);
+          expNt(S[b & 1], nt, rs, unitTag, b == 0);
         }
       }
     };
@@ -524,8 +596,12 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
         const bool unit = K == 1.f;
         if constexpr (!AVG) {
           bool done = false;
-          if (s != 0) {  // lazy: one vote per tile; a block's mma before the previous block's exps
+          if (s != 0) {  // lazy: one vote per tile
             float rs[MT][2][4];
+#if SINKHORN_INTERLEAVE
+            if (unit) lazyTile(ys, us, colBase, rs, std::true_type{});
+            else lazyTile(ys, us, colBase, rs, std::false_type{});
+#else
 #pragma unroll
             for (int pb = 0; pb < kBlocks; pb += 2) {
               float S0[MT][kNH][4], S1[MT][kNH][4];
@@ -541,6 +617,7 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
                 lazyExp(S1, rs, std::false_type{}, std::false_type{});
               }
             }
+#endif
             done = commitLazy(rs);
           }
           if (!done) {
