@@ -45,8 +45,10 @@ __device__ __forceinline__ void mbarArrive(uint64_t* bar) {
 __device__ __forceinline__ void cpAsyncArrive(uint64_t* bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smemAddress(bar)) : "memory");
 }
-// Waits for the completion of the barrier's phase with the given parity.
+// Waits for the completion of the barrier's phase with the given parity (try_wait, which may
+// suspend the thread, on Hopper; a test_wait spin before).
 __device__ __forceinline__ void mbarWait(uint64_t* bar, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile(
       "{\n .reg .pred done;\n"
       "WAIT_%=:\n"
@@ -54,6 +56,15 @@ __device__ __forceinline__ void mbarWait(uint64_t* bar, unsigned parity) {
       " @!done bra WAIT_%=;\n}\n" ::"r"(smemAddress(bar)),
       "r"(parity)
       : "memory");
+#else
+  asm volatile(
+      "{\n .reg .pred done;\n"
+      "WAIT_%=:\n"
+      " mbarrier.test_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      " @!done bra WAIT_%=;\n}\n" ::"r"(smemAddress(bar)),
+      "r"(parity)
+      : "memory");
+#endif
 }
 
 // Round to nearest (ties away) TF32; the result is a float bit pattern with 13 low zero bits.
