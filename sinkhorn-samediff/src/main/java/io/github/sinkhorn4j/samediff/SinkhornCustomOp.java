@@ -161,15 +161,7 @@ public abstract class SinkhornCustomOp extends DynamicCustomOp {
         return v.getVariableType() == VariableType.VARIABLE || v.getVariableType() == VariableType.ARRAY;
     }
 
-    protected static long[] shapeOf(INDArray array) {
-        return array.shape();
-    }
-
-    protected static LongShapeDescriptor descriptor(long[] shape, DataType type) {
-        return LongShapeDescriptor.fromShape(shape, type);
-    }
-
-    /** Shapes per problem of clouds x and y: checks ranks (2 or 3) and batch sizes. */
+    /** Checks the ranks of clouds x and y (both 2, or both 3 with one batch size). */
     protected final void checkCloudShapes(INDArray x, INDArray y) {
         if (x.rank() != 2 && x.rank() != 3) {
             throw new IllegalArgumentException(opName() + ": x must have shape (n, d) or (B, n, d) (got " + Arrays.toString(x.shape()) + ")");

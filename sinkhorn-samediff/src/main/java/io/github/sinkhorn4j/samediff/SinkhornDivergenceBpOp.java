@@ -39,10 +39,6 @@ public final class SinkhornDivergenceBpOp extends SinkhornCustomOp {
         return cloudInputs();
     }
 
-    private int potentialsIndex() {
-        return cloudInputs();
-    }
-
     private int forwardGradientsIndex() {
         return cloudInputs() + 4;
     }

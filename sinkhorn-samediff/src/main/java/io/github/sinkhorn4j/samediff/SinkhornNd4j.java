@@ -32,11 +32,6 @@ public final class SinkhornNd4j {
         registerOps();
     }
 
-    /** Whether ND4J's current executioner routes sinkhorn4j's ops. */
-    public static boolean installed() {
-        return RoutingExecutioner.isRouting(Nd4j.getExecutioner()) && opsRegistered;
-    }
-
     static void installExecutioner() {
         if (RoutingExecutioner.isRouting(Nd4j.getExecutioner())) return;
         synchronized (EXECUTIONER_LOCK) {

@@ -86,6 +86,11 @@ class SameDiffGraphTest {
             assertEquals(one.value(), values.getDouble(k), 1e-6 * Math.abs(one.value()));
             close("grad x " + k, doubles(grad.slice(k)), doubles(one.gradX().mul(k + 1)), 1e-5);
         }
+
+        // The (B) losses themselves as the loss: SameDiff's scalar initial gradient reaches every problem.
+        sd.setLossVariables("losses");
+        INDArray unweighted = sd.calculateGradients(null, "x").get("x");
+        for (int k = 0; k < 4; k++) close("unweighted grad x " + k, doubles(unweighted.slice(k)), doubles(grad.slice(k).div(k + 1)), 1e-6);
     }
 
     @Test
