@@ -61,7 +61,7 @@ public final class SinkhornDivergenceBpOp extends SinkhornCustomOp {
         for (int i = 0; i < cloudInputs(); i++) {
             INDArray forward = in.get(forwardGradientsIndex() + i);
             if (forward.isEmpty()) {
-                throw new IllegalStateException(OP_NAME + ": the forward op produced no gradients (it is not in a gradient function)");
+                throw new IllegalStateException(OP_NAME + ": the forward op produced no gradients (it was not asked for them)");
             }
             INDArray target = out.get(i);
             target.assign(forward);

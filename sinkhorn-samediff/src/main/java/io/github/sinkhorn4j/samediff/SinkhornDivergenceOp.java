@@ -138,7 +138,7 @@ public final class SinkhornDivergenceOp extends SinkhornCustomOp {
         withGradients = Boolean.TRUE.equals(properties.remove(WITH_GRADIENTS));
     }
 
-    static SDVariable[] cloudArgs(SDVariable x, SDVariable y, SDVariable a, SDVariable b) {
+    private static SDVariable[] cloudArgs(SDVariable x, SDVariable y, SDVariable a, SDVariable b) {
         List<SDVariable> args = new ArrayList<>(List.of(x, y));
         if (a != null) args.add(a);
         if (b != null) args.add(b);
