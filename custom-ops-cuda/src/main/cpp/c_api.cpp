@@ -5,6 +5,9 @@
 #include "ops/declarable/generic/sinkhorn_divergence.h"
 #include "sinkhorn4j.h"
 #include "system/status.h"
+#ifdef SINKHORN_WITH_CUDA
+#include "ops/declarable/helpers/cuda/cuda_backend.h"
+#endif
 
 namespace {
 
@@ -65,6 +68,42 @@ int32_t sk_cuda_device_count(void) {
   int32_t count = 0;
   guarded([&] { count = sinkhorn::cudaDevices(); });
   return count;
+}
+
+int32_t sk_cuda_memory_usage(sk_cuda_memory* out) {
+  return guarded([&] {
+    sinkhorn::require(out != nullptr, "out is required");
+    *out = sk_cuda_memory{0, 0, 0};
+#ifdef SINKHORN_WITH_CUDA
+    const sinkhorn::helpers::CudaMemoryUsage u = sinkhorn::helpers::cudaMemoryUsage();
+    *out = sk_cuda_memory{u.held, u.peak, u.limit};
+#endif
+  });
+}
+
+int32_t sk_cuda_reset_peak_memory(void) {
+  return guarded([] {
+#ifdef SINKHORN_WITH_CUDA
+    sinkhorn::helpers::resetCudaPeakMemory();
+#endif
+  });
+}
+
+int32_t sk_cuda_set_memory_limit(int64_t bytes) {
+  return guarded([&] {
+    sinkhorn::require(bytes >= 0, "the device memory limit must be >= 0 bytes (0: no limit)");
+#ifdef SINKHORN_WITH_CUDA
+    sinkhorn::helpers::setCudaMemoryLimit(bytes);
+#endif
+  });
+}
+
+int32_t sk_cuda_release_cached_memory(void) {
+  return guarded([] {
+#ifdef SINKHORN_WITH_CUDA
+    sinkhorn::helpers::releaseCachedCudaMemory();
+#endif
+  });
 }
 
 }

@@ -37,8 +37,9 @@ int failures = 0;
 
 struct Problem {
   int64_t n = 0, m = 0, d = 0, k = 0;
+  int64_t q = 0, pairK = 0;         // pair-weighted average: pairRow n x q, pairCol m x q
   std::vector<int64_t> xOff, yOff;  // segments + 1
-  std::vector<double> x, y, xSq, ySq, w, h, prev, v;
+  std::vector<double> x, y, xSq, ySq, w, h, prev, v, pairRow, pairCol;
   std::vector<uint8_t> active;
   double eps = 0.1, cost = 1, damping = 1, blend = 0;
   bool usePrev = false, useH = true, useActive = false, useLse = true;
@@ -93,8 +94,17 @@ std::vector<T> cast(const std::vector<double>& v) {
   return std::vector<T>(v.begin(), v.end());
 }
 
+// Adds pair weights of dimension q over the first pairK columns of v.
+void addPairs(Problem& p, std::mt19937_64& rng, int64_t q, int64_t pairK) {
+  std::normal_distribution<double> nd(0, 1);
+  p.q = q, p.pairK = pairK;
+  p.pairRow.resize(p.n * q), p.pairCol.resize(p.m * q);
+  for (auto& e : p.pairRow) e = nd(rng);
+  for (auto& e : p.pairCol) e = nd(rng);
+}
+
 struct Outputs {
-  std::vector<double> out, lse, avg;
+  std::vector<double> out, lse, avg, pairAvg;
 };
 
 // Runs the pass on the CPU in double: the reference.
@@ -131,6 +141,11 @@ Outputs reference(const Problem& p) {
   s.k = p.k;
   s.avg = p.k ? o.avg.data() : nullptr;
   s.active = p.useActive ? p.active.data() : nullptr;
+  if (p.pairK) {
+    o.pairAvg.assign(p.n * p.pairK, NAN);
+    s.pairRow = p.pairRow.data(), s.pairCol = p.pairCol.data(), s.q = p.q, s.pairK = p.pairK;
+    s.pairAvg = o.pairAvg.data();
+  }
   cpu.softmin(&s, 1);
   return o;
 }
@@ -144,6 +159,7 @@ struct DeviceProblem {
   T* out = nullptr;
   T* lse = nullptr;
   T* avg = nullptr;
+  T* pairAvg = nullptr;
   template <typename U>
   U* put(const std::vector<U>& h) {
     U* p = static_cast<U*>(be.allocate(std::max<size_t>(1, h.size()) * sizeof(U)));
@@ -187,6 +203,11 @@ struct DeviceProblem {
     pass.k = p.k;
     pass.avg = p.k ? avg : nullptr;
     pass.active = p.useActive ? put(p.active) : nullptr;
+    if (p.pairK) {
+      pairAvg = put(std::vector<T>(p.n * p.pairK, std::numeric_limits<T>::quiet_NaN()));
+      pass.pairRow = put(cast<T>(p.pairRow)), pass.pairCol = put(cast<T>(p.pairCol));
+      pass.q = p.q, pass.pairK = p.pairK, pass.pairAvg = pairAvg;
+    }
   }
   ~DeviceProblem() {
     for (void* q : owned) be.release(q);
@@ -242,15 +263,21 @@ void runCase(CudaBackend& be, int prec, const Problem& p, const Outputs& ref, co
   const Err eo = compare(out, ref.out, p.useActive && !p.usePrev ? &written : nullptr);
   const Err el = p.useLse ? compare(lse, ref.lse, &written) : Err{};
   const Err ea = p.k ? compare(avg, ref.avg, &written, p.k) : Err{};
-  // Tolerances: TF32 scores carry ~2^-11 relative error of scale2 |x||y| (base-2 units).
+  const Err ep = p.pairK ? compare(dp.get(dp.pairAvg, p.n * p.pairK), ref.pairAvg, &written, p.pairK) : Err{};
+  // Tolerances: TF32 scores carry ~2^-11 relative error of scale2 |x||y| (base-2 units); pair-weighted
+  // averages always run in the precision of T (CUDA-core kernel).
   double tolOut = prec == 0 ? 1e-2 : prec == 1 ? 2e-5 : 1e-11;
   double tolAvg = prec == 0 ? 5e-2 : prec == 1 ? 1e-4 : 1e-10;
+  const bool pairTf32 = prec == 0 && p.pairK;  // the whole pass then runs in strict float32
+  if (pairTf32) tolOut = 2e-5, tolAvg = 1e-4;
   const bool ok = eo.rel <= tolOut && eo.mismatchedNan == 0 && el.mismatchedNan == 0 && ea.mismatchedNan == 0 &&
-                  ea.rel <= tolAvg;
+                  ea.rel <= tolAvg && ep.mismatchedNan == 0 && ep.rel <= tolAvg;
   if (!ok) ++failures;
-  std::printf("%-4s %-5s %-34s out rel %.2e (max %.2e)  lse max %.2e  avg rel %.2e  nan-mismatch %lld/%lld/%lld\n",
-              ok ? "ok" : "FAIL", precisionName(prec), label, eo.rel, eo.maxAbs, el.maxAbs, ea.rel,
-              (long long)eo.mismatchedNan, (long long)el.mismatchedNan, (long long)ea.mismatchedNan);
+  std::printf("%-4s %-5s %-34s out rel %.2e (max %.2e)  lse max %.2e  avg rel %.2e  pair rel %.2e  nan-mismatch "
+              "%lld/%lld/%lld/%lld\n",
+              ok ? "ok" : "FAIL", precisionName(prec), label, eo.rel, eo.maxAbs, el.maxAbs, ea.rel, ep.rel,
+              (long long)eo.mismatchedNan, (long long)el.mismatchedNan, (long long)ea.mismatchedNan,
+              (long long)ep.mismatchedNan);
 }
 
 void checkAll() {
@@ -281,6 +308,29 @@ void checkAll() {
       char label[160];
       std::snprintf(label, sizeof label, "n%lld m%lld d%lld s%lld k%lld v%d", (long long)sh.n, (long long)sh.m,
                     (long long)sh.d, (long long)sh.segments, (long long)sh.k, variant);
+      for (int prec = 0; prec < 3; ++prec) {
+        CudaBackend be(prec == 0);
+        if (prec == 2) runCase<double>(be, prec, p, ref, label);
+        else runCase<float>(be, prec, p, ref, label);
+      }
+    }
+  }
+  // Pair-weighted averages (the HVP's second moments), plain and batched, k above and below 64.
+  {
+    struct PairShape {
+      int64_t n, m, d, segments, k, q, pairK;
+    };
+    const PairShape pairShapes[] = {
+        {300, 400, 3, 1, 3, 4, 3},        {1000, 777, 64, 1, 64, 65, 64}, {777, 1000, 64, 1, 129, 130, 64},
+        {2000, 1500, 3, 9, 7, 8, 3},      {130, 70, 1500, 1, 3, 1501, 1},
+    };
+    for (const PairShape& sh : pairShapes) {
+      Problem p = makeProblem(rng, sh.n, sh.m, sh.d, sh.segments, sh.k, false);
+      addPairs(p, rng, sh.q, sh.pairK);
+      const Outputs ref = reference(p);
+      char label[160];
+      std::snprintf(label, sizeof label, "pairs n%lld m%lld d%lld s%lld k%lld q%lld", (long long)sh.n,
+                    (long long)sh.m, (long long)sh.d, (long long)sh.segments, (long long)sh.k, (long long)sh.q);
       for (int prec = 0; prec < 3; ++prec) {
         CudaBackend be(prec == 0);
         if (prec == 2) runCase<double>(be, prec, p, ref, label);
@@ -549,6 +599,11 @@ void smallSolve() {
       const Outputs rq = reference(q);
       if (prec == 2) runCase<double>(be, prec, q, rq, "small streamk");
       else runCase<float>(be, prec, q, rq, "small streamk");
+      Problem r = makeProblem(rng, 140, 120, d, 2, d + 1, false);
+      addPairs(r, rng, d + 1, d);
+      const Outputs rr = reference(r);
+      if (prec == 2) runCase<double>(be, prec, r, rr, "small pairs");
+      else runCase<float>(be, prec, r, rr, "small pairs");
     }
   }
 }

@@ -131,6 +131,24 @@ SK_API const char* sk_last_error(void);
 /* Number of CUDA devices usable by this library (0 without a driver, a device or CUDA support). */
 SK_API int32_t sk_cuda_device_count(void);
 
+/*
+ * Device memory. Solves keep their streams, device memory and workspaces in a process-wide cache
+ * for the next call. held: bytes the library holds on all devices (in use and cached); peak: its
+ * high-water mark since the last sk_cuda_reset_peak_memory; limit: the cap set by
+ * sk_cuda_set_memory_limit (0: none), past which an allocation fails with SK_OUT_OF_MEMORY. All
+ * zero without CUDA support.
+ */
+typedef struct sk_cuda_memory {
+  int64_t held;
+  int64_t peak;
+  int64_t limit;
+} sk_cuda_memory;
+
+SK_API int32_t sk_cuda_memory_usage(sk_cuda_memory* out);
+SK_API int32_t sk_cuda_reset_peak_memory(void);
+SK_API int32_t sk_cuda_set_memory_limit(int64_t bytes);   /* bytes >= 0; 0 removes the cap */
+SK_API int32_t sk_cuda_release_cached_memory(void);       /* frees what no running solve uses */
+
 #ifdef __cplusplus
 }
 #endif

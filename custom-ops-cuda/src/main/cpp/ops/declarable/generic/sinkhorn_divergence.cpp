@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -47,7 +48,7 @@ void checkFinite(const T* p, int64_t count, const char* name) {
 // Centred copies of the clouds (costs are translation invariant), weights and their logs.
 template <typename T>
 struct PreparedClouds {
-  std::vector<T> x, y;
+  std::unique_ptr<T[]> x, y;  // left uninitialised until the parallel centring writes them
   helpers::HostClouds<T> host;
   double diameter;
 };
@@ -80,22 +81,25 @@ PreparedClouds<T> prepare(const sk_clouds& c) {
   h.yOffsets = checkedOffsets(c.y_offsets, c.batch, c.m, "y_offsets");
   const T* x = static_cast<const T*>(c.x);
   const T* y = static_cast<const T*>(c.y);
-  checkFinite(x, c.n * c.d, "x");
-  checkFinite(y, c.m * c.d, "y");
+  helpers::BoundingBox box(c.d);
+  if (!helpers::extendBox(box, x, c.n, c.d)) throw Error(SK_INVALID_ARGUMENT, "x contains NaN or infinite values");
+  if (!helpers::extendBox(box, y, c.m, c.d)) throw Error(SK_INVALID_ARGUMENT, "y contains NaN or infinite values");
   prepareWeights(static_cast<const T*>(c.a), h.xOffsets, "a", h.a, h.logA);
   prepareWeights(static_cast<const T*>(c.b), h.yOffsets, "b", h.b, h.logB);
 
-  const helpers::BoundingBox box = helpers::boundingBox(x, c.n, y, c.m, c.d);
   pc.diameter = box.diagonal();
   const std::vector<double> centre = box.centre();
   auto centred = [&](const T* p, int64_t rows) {
-    std::vector<T> out(rows * c.d);
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t t = 0; t < c.d; ++t) out[i * c.d + t] = T(double(p[i * c.d + t]) - centre[t]);
+    std::unique_ptr<T[]> out(new T[size_t(rows * c.d)]);
+    const int64_t d = c.d;
+    helpers::forRowChunks(rows, helpers::hostChunkCount(rows, d), [&](int, int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        for (int64_t t = 0; t < d; ++t) out[i * d + t] = T(double(p[i * d + t]) - centre[t]);
+    });
     return out;
   };
   pc.x = centred(x, c.n), pc.y = centred(y, c.m);
-  h.x = pc.x.data(), h.y = pc.y.data();
+  h.x = pc.x.get(), h.y = pc.y.get();
   return pc;
 }
 

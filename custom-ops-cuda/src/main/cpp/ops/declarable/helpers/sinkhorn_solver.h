@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "host_parallel.h"
 #include "softmin.h"
 
 namespace sinkhorn {
@@ -290,16 +291,18 @@ class DivergenceSolver {
     const bool relaxed = !std::isinf(rho);
     const double weight = st_.geomlossGradients ? rho + eps / 2 : rho + eps;
     const double scale = 2 * st_.cost * st_.damping(eps, rho);
-    for (int64_t i = 0; i < rows; ++i) {
-      const double cp = relaxed ? weight / rho * std::exp(-double(p[i]) / rho) : 1.0;
-      const double cq = !st_.debias ? 0.0 : relaxed ? weight / rho * std::exp(-double(q[i]) / rho) : 1.0;
-      for (int64_t t = 0; t < d; ++t) {
-        const double xi = pts[i * d + t];
-        double v = cp * (xi - double(b[i * d + t]));
-        if (st_.debias) v -= cq * (xi - double(sb[i * d + t]));
-        out[i * d + t] = T(scale * double(w[i]) * v);
+    forRowChunks(rows, hostChunkCount(rows, d), [&](int, int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const double cp = relaxed ? weight / rho * std::exp(-double(p[i]) / rho) : 1.0;
+        const double cq = !st_.debias ? 0.0 : relaxed ? weight / rho * std::exp(-double(q[i]) / rho) : 1.0;
+        for (int64_t t = 0; t < d; ++t) {
+          const double xi = pts[i * d + t];
+          double v = cp * (xi - double(b[i * d + t]));
+          if (st_.debias) v -= cq * (xi - double(sb[i * d + t]));
+          out[i * d + t] = T(scale * double(w[i]) * v);
+        }
       }
-    }
+    });
   }
 
   Backend& be_;

@@ -1,5 +1,6 @@
 package io.github.sinkhorn4j.benchmarks;
 
+import io.github.sinkhorn4j.core.CudaMemory;
 import io.github.sinkhorn4j.core.DType;
 import io.github.sinkhorn4j.core.Device;
 import io.github.sinkhorn4j.core.Sinkhorn;
@@ -199,6 +200,7 @@ public final class BenchmarkRunner {
         try (Workload work = new Workload(spec)) {
             long processPeak = HostMemory.peakBytes();
             boolean perRun = HostMemory.resetPeak();
+            CudaMemory.resetPeak();
             for (int i = 0; i < spec.warmup(); i++) work.run();
             double[] ms = new double[spec.reps()];
             Workload.Result last = null;
@@ -224,8 +226,8 @@ public final class BenchmarkRunner {
             r.put("peak_rss_bytes", runPeak);
             r.put("peak_rss_scope", perRun ? "run" : "process");
             r.put("process_peak_rss_bytes", Math.max(processPeak, runPeak));
-            // The library has no query of its device memory yet: see docs/benchmarks.md.
-            r.put("peak_device_bytes", null);
+            // What the library held on the device (in use and cached) at its peak; 0 on the CPU.
+            r.put("peak_device_bytes", CudaMemory.usage().peakBytes());
             List<Map<String, Object>> refs = new ArrayList<>();
             for (Anchors.Row a : anchors.matching(spec)) {
                 Map<String, Object> ref = new LinkedHashMap<>();

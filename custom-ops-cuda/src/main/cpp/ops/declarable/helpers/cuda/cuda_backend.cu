@@ -5,8 +5,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -48,6 +50,29 @@ void check(cudaError_t err, const char* what) {
 constexpr size_t kAllocGranularity = 512;        // cached blocks are reused at equal rounded size
 constexpr size_t kMaxPreparedClouds = 8;         // tensor-core copies of clouds kept between calls
 
+// Device memory the library holds (live and cached blocks of every backend state), its high-water
+// mark, and the optional cap set by the user.
+struct MemoryAccount {
+  std::atomic<int64_t> held{0}, peak{0}, limit{0};
+
+  void add(int64_t bytes) {
+    const int64_t now = held += bytes;
+    int64_t p = peak.load();
+    while (now > p && !peak.compare_exchange_weak(p, now)) {
+    }
+  }
+  void remove(int64_t bytes) { held -= bytes; }
+  bool fits(int64_t bytes) const {
+    const int64_t cap = limit.load();
+    return cap <= 0 || held.load() + bytes <= cap;
+  }
+};
+
+MemoryAccount& account() {
+  static MemoryAccount a;
+  return a;
+}
+
 }  // namespace
 
 struct BackendState {
@@ -79,10 +104,15 @@ struct BackendState {
 
   ~BackendState() {
     if (stream) cudaStreamSynchronize(stream);
-    for (auto& kv : live) cudaFree(kv.first);
-    for (auto& kv : freeBlocks) cudaFree(kv.second);
+    for (auto& kv : live) free(kv.first, kv.second);
+    for (auto& kv : freeBlocks) free(kv.second, kv.first);
     if (stream) cudaStreamDestroy(stream);
     cudaGetLastError();
+  }
+
+  static void free(void* p, size_t bytes) noexcept {
+    cudaFree(p);
+    account().remove(int64_t(bytes));
   }
 
   void select() { check(cudaSetDevice(device), "cudaSetDevice"); }
@@ -97,6 +127,12 @@ struct BackendState {
       live.emplace(p, rounded);
       return p;
     }
+    if (!account().fits(int64_t(rounded))) trim();
+    if (!account().fits(int64_t(rounded)))
+      throw Error(SK_OUT_OF_MEMORY, "CUDA device memory: cannot allocate " + std::to_string(bytes) +
+                                        " bytes within the limit of " + std::to_string(account().limit.load()) +
+                                        " bytes (" + std::to_string(account().held.load()) +
+                                        " bytes held by sinkhorn4j); raise or remove it (sk_cuda_set_memory_limit)");
     void* p = nullptr;
     cudaError_t err = cudaMalloc(&p, rounded);
     if (err == cudaErrorMemoryAllocation) {
@@ -114,6 +150,7 @@ struct BackendState {
                                      std::to_string(totalMem >> 20) + " MiB): " + cudaGetErrorString(err));
     }
     live.emplace(p, rounded);
+    account().add(int64_t(rounded));
     return p;
   }
 
@@ -129,7 +166,7 @@ struct BackendState {
 
   // Frees the cached blocks (synchronises the device).
   void trim() noexcept {
-    for (auto& kv : freeBlocks) cudaFree(kv.second);
+    for (auto& kv : freeBlocks) free(kv.second, kv.first);
     freeBlocks.clear();
     cudaGetLastError();
   }
@@ -206,12 +243,12 @@ struct BackendState {
     return partials;
   }
 
-  KernelShape shape(bool tf32, bool isDouble, int64_t d, int kv) {
+  KernelShape shape(bool tf32, bool isDouble, int64_t d, int kv, bool pair) {
     const int64_t dClass = tf32 ? preparedFormat(d).ldWords : 0;
-    const auto key = std::make_tuple(tf32 ? 1 : isDouble ? 2 : 0, dClass, kv, 0);
+    const auto key = std::make_tuple(tf32 ? 1 : isDouble ? 2 : 0, dClass, kv, pair ? 1 : 0);
     auto it = shapes.find(key);
     if (it != shapes.end()) return it->second;
-    KernelShape s = tf32 ? tensorShape(d, kv) : isDouble ? simtShape<double>(kv) : simtShape<float>(kv);
+    KernelShape s = tf32 ? tensorShape(d, kv) : isDouble ? simtShape<double>(kv, pair) : simtShape<float>(kv, pair);
     if (s.blocksPerSm <= 0) {
       const cudaError_t err = s.blocksPerSm < 0 ? static_cast<cudaError_t>(-s.blocksPerSm) : cudaErrorLaunchOutOfResources;
       fail(err, "softmin kernel configuration");
@@ -221,13 +258,66 @@ struct BackendState {
   }
 };
 
+// Backend states outlive the calls that use them, so that the next call (from any thread) finds
+// its stream, cached device memory and workspaces ready: cudaMalloc, cudaFree and stream creation
+// per call cost more than a small solve. A state serves one call at a time.
+class StatePool {
+ public:
+  static StatePool& instance() {
+    static StatePool* pool = new StatePool;  // never destroyed: no CUDA calls during process exit
+    return *pool;
+  }
+
+  std::unique_ptr<BackendState> acquire(int device) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (size_t i = 0; i < idle_.size(); ++i)
+        if (idle_[i]->device == device) {
+          std::unique_ptr<BackendState> s = std::move(idle_[i]);
+          idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
+          return s;
+        }
+    }
+    std::unique_ptr<BackendState> s(new BackendState);
+    s->device = device;
+    check(cudaDeviceGetAttribute(&s->smCount, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+    check(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    return s;
+  }
+
+  // Takes a state back once its work is done; one whose stream failed is destroyed instead.
+  void giveBack(std::unique_ptr<BackendState> s) noexcept {
+    if (cudaSetDevice(s->device) != cudaSuccess || cudaStreamSynchronize(s->stream) != cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    idle_.push_back(std::move(s));
+  }
+
+  // Destroys the idle states: their streams, cached blocks and workspaces.
+  void clear() noexcept {
+    std::vector<std::unique_ptr<BackendState>> dropped;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      dropped.swap(idle_);
+    }
+    for (auto& s : dropped) {
+      cudaSetDevice(s->device);
+      s.reset();
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<BackendState>> idle_;
+};
+
 }  // namespace cuda
 
 using cuda::BackendState;
 
-CudaBackend::CudaBackend(bool allowTf32) : state_(new BackendState) {
-  BackendState& s = *state_;
-  s.allowTf32 = allowTf32;
+CudaBackend::CudaBackend(bool allowTf32) {
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess || count == 0) {
@@ -235,13 +325,13 @@ CudaBackend::CudaBackend(bool allowTf32) : state_(new BackendState) {
     throw Error(SK_NO_DEVICE, std::string("no usable CUDA device: ") +
                                   (err != cudaSuccess ? cudaGetErrorString(err) : "no device found"));
   }
-  cuda::check(cudaGetDevice(&s.device), "cudaGetDevice");
-  cuda::check(cudaDeviceGetAttribute(&s.smCount, cudaDevAttrMultiProcessorCount, s.device),
-              "cudaDeviceGetAttribute");
-  cuda::check(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  int device = 0;
+  cuda::check(cudaGetDevice(&device), "cudaGetDevice");
+  state_ = cuda::StatePool::instance().acquire(device);
+  state_->allowTf32 = allowTf32;
 }
 
-CudaBackend::~CudaBackend() = default;
+CudaBackend::~CudaBackend() { cuda::StatePool::instance().giveBack(std::move(state_)); }
 
 void* CudaBackend::allocate(size_t bytes) {
   state_->select();
@@ -308,16 +398,18 @@ template <typename T>
 void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
   BackendState& s = *state_;
   s.select();
-  const bool tf32 = std::is_same<T, float>::value && s.allowTf32;
   constexpr bool isDouble = std::is_same<T, double>::value;
   for (int i = 0; i < count; ++i)
-    if (passes[i].pairAvg)
-      throw Error(SK_NO_DEVICE, "the CUDA softmin kernels have no pair-weighted average (needed by sk_hvp): use device cpu");
+    if (passes[i].pairAvg && !(passes[i].avg && passes[i].pairK <= passes[i].k))
+      throw Error(SK_INTERNAL_ERROR, "a pair-weighted average needs the average of at least pairK columns");
 
   int next = 0;
   while (next < count) {
-    // A group: consecutive passes of the same dimension and average width, at most kMaxPasses.
+    // A group: consecutive passes of the same dimension, average width and pair averaging, at most
+    // kMaxPasses. Pair-weighted averages run on the CUDA-core kernel, without stream-K.
     const SoftminPass<T>& first = passes[next];
+    const bool pair = first.pairAvg != nullptr;
+    const bool tf32 = std::is_same<T, float>::value && s.allowTf32 && !pair;
     auto kvOf = [&](const SoftminPass<T>& p) -> int {
       if (!p.avg || p.k <= 0) return 0;
       return tf32 && p.k <= 8 ? 8 : 64;
@@ -325,13 +417,13 @@ void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
     const int kv = kvOf(first);
     int end = next + 1;
     while (end < count && end - next < cuda::kMaxPasses && passes[end].d == first.d && kvOf(passes[end]) == kv &&
-           (kv == 0 || passes[end].k == first.k))
+           (kv == 0 || passes[end].k == first.k) && (passes[end].pairAvg != nullptr) == pair)
       ++end;
 
-    const cuda::KernelShape shape = s.shape(tf32, isDouble, first.d, kv);
+    const cuda::KernelShape shape = s.shape(tf32, isDouble, first.d, kv, pair);
     cuda::LaunchArgs<T> args{};
     args.count = 0;
-    bool streamK = true;
+    bool streamK = !pair;
     for (int i = next; i < end; ++i) {
       const SoftminPass<T>& p = passes[i];
       if (p.n <= 0) continue;  // nothing to write
@@ -348,6 +440,11 @@ void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
       q.lse = p.lse;
       q.v = kv ? p.v : nullptr;
       q.avg = kv ? p.avg : nullptr;
+      q.pairRow = pair ? p.pairRow : nullptr;
+      q.pairCol = pair ? p.pairCol : nullptr;
+      q.pairAvg = pair ? p.pairAvg : nullptr;
+      q.q = pair ? p.q : 0;
+      q.pairK = pair ? p.pairK : 0;
       q.active = p.active;
       q.xOffsets = p.xOffsets;
       q.yOffsets = p.yOffsets;
@@ -407,7 +504,7 @@ void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
         if (tf32) {
           if constexpr (std::is_same<T, float>::value) cuda::tensorLaunch(first.d, kv, args, s.stream);
         } else {
-          cuda::simtLaunch<T>(kv, args, s.stream);
+          cuda::simtLaunch<T>(kv, pair, args, s.stream);
         }
         cuda::check(cudaGetLastError(), "softmin kernel launch");
         if (kv == 0) break;
@@ -418,6 +515,7 @@ void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
       s.written(p.out, p.n);
       s.written(p.lse, p.n);
       if (p.avg) s.written(p.avg, p.n * p.k);
+      if (p.pairAvg) s.written(p.pairAvg, p.n * p.pairK);
     }
     next = end;
   }
@@ -430,6 +528,20 @@ void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
                                            double*);
 SINKHORN_CUDA_INSTANTIATE(float)
 SINKHORN_CUDA_INSTANTIATE(double)
+
+CudaMemoryUsage cudaMemoryUsage() {
+  const cuda::MemoryAccount& a = cuda::account();
+  return {a.held.load(), a.peak.load(), a.limit.load()};
+}
+
+void resetCudaPeakMemory() {
+  cuda::MemoryAccount& a = cuda::account();
+  a.peak = a.held.load();
+}
+
+void setCudaMemoryLimit(int64_t bytes) { cuda::account().limit = bytes; }
+
+void releaseCachedCudaMemory() { cuda::StatePool::instance().clear(); }
 
 int32_t cudaDeviceCount() {
   int count = 0;

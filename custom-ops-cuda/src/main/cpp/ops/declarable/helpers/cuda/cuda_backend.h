@@ -6,7 +6,8 @@
 //
 // Work is queued on the backend's stream; download() and maxAbsDiff() synchronise it. Device memory
 // released through release() is kept for reuse by later allocate() calls of the same size (stream
-// ordered, so no synchronisation is needed) and freed with the backend.
+// ordered, so no synchronisation is needed). A backend borrows its state (stream, cache, workspaces)
+// from a process-wide pool and gives it back when destroyed, so later calls reuse them.
 #ifndef SINKHORN_HELPERS_CUDA_BACKEND_H
 #define SINKHORN_HELPERS_CUDA_BACKEND_H
 
@@ -60,6 +61,17 @@ class CudaBackend {
 
 // Number of usable CUDA devices: 0 without a driver, a device or CUDA support; never throws.
 int32_t cudaDeviceCount();
+
+// Device memory held by the library (live and cached, every backend state), its high-water mark
+// since the last reset, and the cap on it (0: none).
+struct CudaMemoryUsage {
+  int64_t held, peak, limit;
+};
+CudaMemoryUsage cudaMemoryUsage();
+void resetCudaPeakMemory();
+void setCudaMemoryLimit(int64_t bytes);
+// Frees what idle backend states hold (streams, cached blocks, workspaces).
+void releaseCachedCudaMemory();
 
 }  // namespace helpers
 }  // namespace sinkhorn

@@ -28,6 +28,9 @@ struct DevicePass {
   T* lse;               // may be null
   const T* v;           // null unless averaging
   T* avg;
+  const T* pairRow;     // null unless pair-averaging (CUDA-core kernels, plain decomposition)
+  const T* pairCol;
+  T* pairAvg;
   const uint8_t* active;  // may be null
   const int64_t* xOffsets;
   const int64_t* yOffsets;
@@ -40,6 +43,7 @@ struct DevicePass {
   const float* bias;  // m + kPrepRowPadding biases (workspace written by the bias kernel)
   int64_t ldPrep;
   int64_t segments, n, m, d, k;
+  int64_t q, pairK;   // pair weights' dimension, pair-averaged columns of v
   T scale2;   // 2c/eps * log2(e): scores in base 2
   T invEps;   // 1/eps
   T eps, damping, blend;
@@ -84,11 +88,12 @@ void launchPrepare(const float* src, int64_t rows, int64_t d, void* dst, float* 
 KernelShape tensorShape(int64_t d, int kv);
 void tensorLaunch(int64_t d, int kv, const LaunchArgs<float>& a, void* stream);
 
-// CUDA-core kernels (strict float32, float64). kv: 0 or 64.
+// CUDA-core kernels (strict float32, float64). kv: 0 or 64; pair: the passes also write their
+// pair-weighted averages (kv 64, no stream-K).
 template <typename T>
-KernelShape simtShape(int kv);
+KernelShape simtShape(int kv, bool pair);
 template <typename T>
-void simtLaunch(int kv, const LaunchArgs<T>& a, void* stream);
+void simtLaunch(int kv, bool pair, const LaunchArgs<T>& a, void* stream);
 
 template <typename T>
 void launchSquaredNorms(const T* x, int64_t rows, int64_t d, T scale, T* out, void* stream);

@@ -61,6 +61,12 @@ final class NativeLibrary {
     static final MethodHandle HVP;
     static final MethodHandle LAST_ERROR;
     static final MethodHandle CUDA_DEVICE_COUNT;
+    static final StructLayout CUDA_MEMORY = MemoryLayout.structLayout(
+            JAVA_LONG.withName("held"), JAVA_LONG.withName("peak"), JAVA_LONG.withName("limit"));
+    static final MethodHandle CUDA_MEMORY_USAGE;
+    static final MethodHandle CUDA_RESET_PEAK_MEMORY;
+    static final MethodHandle CUDA_SET_MEMORY_LIMIT;
+    static final MethodHandle CUDA_RELEASE_CACHED_MEMORY;
 
     static {
         SymbolLookup lookup = SymbolLookup.libraryLookup(libraryPath(), Arena.global());
@@ -73,6 +79,14 @@ final class NativeLibrary {
                 ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         LAST_ERROR = linker.downcallHandle(lookup.findOrThrow("sk_last_error"), FunctionDescriptor.of(ADDRESS));
         CUDA_DEVICE_COUNT = linker.downcallHandle(lookup.findOrThrow("sk_cuda_device_count"), FunctionDescriptor.of(JAVA_INT));
+        CUDA_MEMORY_USAGE = linker.downcallHandle(lookup.findOrThrow("sk_cuda_memory_usage"),
+                FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        CUDA_RESET_PEAK_MEMORY = linker.downcallHandle(lookup.findOrThrow("sk_cuda_reset_peak_memory"),
+                FunctionDescriptor.of(JAVA_INT));
+        CUDA_SET_MEMORY_LIMIT = linker.downcallHandle(lookup.findOrThrow("sk_cuda_set_memory_limit"),
+                FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
+        CUDA_RELEASE_CACHED_MEMORY = linker.downcallHandle(lookup.findOrThrow("sk_cuda_release_cached_memory"),
+                FunctionDescriptor.of(JAVA_INT));
     }
 
     private NativeLibrary() {}

@@ -28,6 +28,31 @@ class InputValidationTest {
     }
 
     @Test
+    void nonFiniteValuesAnywhereInEitherPrecision() {
+        int n = 1001, d = 3;
+        for (double bad : new double[] {Double.NaN, Double.POSITIVE_INFINITY, Double.NEGATIVE_INFINITY}) {
+            for (int at : new int[] {0, n * d / 2, n * d - 1}) {
+                double[] big = new double[n * d];
+                float[] bigFloat = new float[n * d];
+                big[at] = bad;
+                bigFloat[at] = (float) bad;
+                named("x", () -> Sinkhorn.divergence(CPU, big, new double[] {0, 0, 0}, d, null, null, false));
+                named("y", () -> Sinkhorn.divergence(CPU, new float[] {0, 0, 0}, bigFloat, d, null, null, false));
+            }
+        }
+        double[] largestFinite = {Double.MAX_VALUE, -Double.MAX_VALUE, Double.MIN_VALUE};
+        float[] largestFiniteFloat = {Float.MAX_VALUE, -Float.MAX_VALUE, Float.MIN_VALUE};
+        assertTrue(DType.FLOAT64.allFinite(MemorySegment.ofArray(largestFinite), 3));
+        assertTrue(DType.FLOAT32.allFinite(MemorySegment.ofArray(largestFiniteFloat), 3));
+    }
+
+    @Test
+    void cudaMemoryLimitMustNotBeNegative() {
+        named("bytes", () -> CudaMemory.setLimit(-1));
+        assertEquals(0, CudaMemory.usage().limitBytes(), "a rejected limit is not applied");
+    }
+
+    @Test
     void mismatchedShapes() {
         named("x", () -> Sinkhorn.divergence(CPU, new double[] {0, 0, 1}, y, 2, null, null, false));
         named("a", () -> Sinkhorn.divergence(CPU, x, y, 2, new double[] {0.5, 0.5}, null, false));
