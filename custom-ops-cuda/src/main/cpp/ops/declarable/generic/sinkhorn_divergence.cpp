@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../helpers/cpu/cpu_backend.h"
+#include "../helpers/bounding_box.h"
 #include "../helpers/eps_schedule.h"
 #include "../helpers/hvp.h"
 #include "../helpers/plan_product.h"
@@ -45,12 +46,13 @@ void checkFinite(const T* p, int64_t count, const char* name) {
     if (!std::isfinite(double(p[i]))) throw Error(SK_INVALID_ARGUMENT, std::string(name) + " contains NaN or infinite values");
 }
 
-// Centred copies of the clouds (costs are translation invariant), weights and their logs.
+// Weights and their logs; with centring, checked and centred host copies of the clouds (costs are
+// translation invariant) and their diameter.
 template <typename T>
 struct PreparedClouds {
   std::unique_ptr<T[]> x, y;  // left uninitialised until the parallel centring writes them
   helpers::HostClouds<T> host;
-  double diameter;
+  double diameter = 0;
 };
 
 template <typename T>
@@ -71,8 +73,10 @@ void prepareWeights(const T* w, const std::vector<int64_t>& offsets, const char*
   }
 }
 
+// centreOnHost false leaves x and y as given: the divergence solver checks and centres them on its
+// backend.
 template <typename T>
-PreparedClouds<T> prepare(const sk_clouds& c) {
+PreparedClouds<T> prepare(const sk_clouds& c, bool centreOnHost) {
   require(c.n >= 1 && c.m >= 1, "x and y must hold at least one point each");
   PreparedClouds<T> pc;
   helpers::HostClouds<T>& h = pc.host;
@@ -81,11 +85,13 @@ PreparedClouds<T> prepare(const sk_clouds& c) {
   h.yOffsets = checkedOffsets(c.y_offsets, c.batch, c.m, "y_offsets");
   const T* x = static_cast<const T*>(c.x);
   const T* y = static_cast<const T*>(c.y);
+  prepareWeights(static_cast<const T*>(c.a), h.xOffsets, "a", h.a, h.logA);
+  prepareWeights(static_cast<const T*>(c.b), h.yOffsets, "b", h.b, h.logB);
+  h.x = x, h.y = y;
+  if (!centreOnHost) return pc;
   helpers::BoundingBox box(c.d);
   if (!helpers::extendBox(box, x, c.n, c.d)) throw Error(SK_INVALID_ARGUMENT, "x contains NaN or infinite values");
   if (!helpers::extendBox(box, y, c.m, c.d)) throw Error(SK_INVALID_ARGUMENT, "y contains NaN or infinite values");
-  prepareWeights(static_cast<const T*>(c.a), h.xOffsets, "a", h.a, h.logA);
-  prepareWeights(static_cast<const T*>(c.b), h.yOffsets, "b", h.b, h.logB);
 
   pc.diameter = box.diagonal();
   const std::vector<double> centre = box.centre();
@@ -168,8 +174,7 @@ int32_t withBackend(const sk_options& o, Fn&& fn) {
 
 template <typename T>
 void divergenceTyped(const sk_options& o, const sk_clouds& c, sk_outputs& out) {
-  const PreparedClouds<T> pc = prepare<T>(c);
-  const helpers::SolverSettings st = settingsFor(o, pc.diameter);
+  const PreparedClouds<T> pc = prepare<T>(c, false);
   const helpers::HostOutputs<T> ho{out.loss,
                                    out.iterations,
                                    out.converged,
@@ -184,8 +189,8 @@ void divergenceTyped(const sk_options& o, const sk_clouds& c, sk_outputs& out) {
                                    static_cast<T*>(out.grad_b)};
   const int32_t used = withBackend(o, [&](auto& backend) {
     using Backend = std::decay_t<decltype(backend)>;
-    helpers::DivergenceSolver<T, Backend> solver(backend, pc.host, st);
-    solver.solve(ho);
+    helpers::DivergenceSolver<T, Backend> solver(backend, pc.host, o.half_cost ? 0.5 : 1.0);
+    solver.solve(settingsFor(o, solver.diameter()), ho);
   });
   if (out.device_used) *out.device_used = used;
 }
@@ -197,7 +202,7 @@ void planProductTyped(const sk_options& o, const sk_clouds& c, const void* f, co
   require(f && g, "potentials f and g are required");
   require(v && out, "v and out are required");
   require(k >= 1, "k must be >= 1");
-  const PreparedClouds<T> pc = prepare<T>(c);
+  const PreparedClouds<T> pc = prepare<T>(c, true);
   const helpers::HostClouds<T>& h = pc.host;
   checkFinite(static_cast<const T*>(f), h.n, "f");
   checkFinite(static_cast<const T*>(g), h.m, "g");
@@ -218,7 +223,7 @@ void hvpTyped(const sk_options& o, const sk_clouds& c, const Potentials& pot, co
   require(h.wrt == SK_WRT_X || h.wrt == SK_WRT_Y, "wrt must be x or y");
   require(std::isfinite(h.cg_tol) && std::isfinite(h.regularization), "cg_tol and regularization must be finite");
   const bool wrtX = h.wrt == SK_WRT_X;
-  const PreparedClouds<T> pc = prepare<T>(c);
+  const PreparedClouds<T> pc = prepare<T>(c, true);
   const helpers::HostClouds<T>& hc = pc.host;
   const helpers::SolverSettings st = settingsFor(o, pc.diameter);
   const void* self = wrtX ? pot.fAa : pot.gBb;

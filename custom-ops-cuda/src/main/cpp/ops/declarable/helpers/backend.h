@@ -7,6 +7,10 @@
 //   template <typename T> void softmin(const SoftminPass<T>* passes, int count);   // independent passes, one launch
 //   template <typename T> void maxAbsDiff(const T* a, const T* b, const int64_t* hostOffsets,
 //                                         const int64_t* offsets, int64_t segments, double* hostOut);
+//   template <typename T> bool extend(BoundingBox& box, const T* x, int64_t rows, int64_t d);  // false: NaN/inf in x
+//   template <typename T> void translate(T* x, int64_t rows, int64_t d, const std::vector<double>& shift);  // x -= shift
+//   template <typename T> void pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq,
+//                                            int64_t rows, int64_t d, T* out);  // cp (x - bary) - cq (x - selfBary)
 //   static constexpr int32_t kind;   // sk_device
 // CpuBackend (cpu/cpu_backend.h) and CudaBackend (cuda/cuda_backend.h) are the two.
 #ifndef SINKHORN_HELPERS_BACKEND_H

@@ -9,6 +9,8 @@
 // The loss and gradients come from the final potentials (Danskin): each point moves only through the
 // potential that lives on it, grad_x_i = 2c * damp * coef_i (x_i - sum_j p_ij y_j), where p is the
 // softmax of the last softmin at x_i (the pass also averages y under it).
+// Every O((n + m) d) step runs on the backend: the clouds are uploaded as given, checked, measured
+// (bounding box) and centred there, and the gradients are formed there from the barycentres.
 #ifndef SINKHORN_HELPERS_SINKHORN_SOLVER_H
 #define SINKHORN_HELPERS_SINKHORN_SOLVER_H
 
@@ -19,8 +21,9 @@
 #include <vector>
 
 #include "backend.h"
-#include "host_parallel.h"
+#include "bounding_box.h"
 #include "softmin.h"
+#include "system/status.h"
 
 namespace sinkhorn {
 namespace helpers {
@@ -41,7 +44,8 @@ struct SolverSettings {
   double damping(double eps, double rho) const { return std::isinf(rho) ? 1.0 : 1.0 / (1.0 + eps / rho); }
 };
 
-// Host views of the inputs; the clouds are already centred (costs are translation invariant).
+// Host views of the inputs. The solver centres the clouds on its backend (costs are translation
+// invariant); the Hessian-vector product and plan products take them centred on the host.
 template <typename T>
 struct HostClouds {
   const T* x;
@@ -68,19 +72,33 @@ class DivergenceSolver {
   using Vec = Buffer<T, Backend>;
 
  public:
-  DivergenceSolver(Backend& backend, const HostClouds<T>& clouds, const SolverSettings& settings)
-      : be_(backend), hc_(clouds), st_(settings), segments_(clouds.segments()),
+  // Uploads the clouds, checks that they are finite, measures and centres them; cost is c.
+  DivergenceSolver(Backend& backend, const HostClouds<T>& clouds, double cost)
+      : be_(backend), hc_(clouds), segments_(clouds.segments()),
         x_(backend, clouds.n * clouds.d), y_(backend, clouds.m * clouds.d),
         xSq_(backend, clouds.n), ySq_(backend, clouds.m), logA_(backend, clouds.logA), logB_(backend, clouds.logB),
         xOff_(backend, clouds.xOffsets), yOff_(backend, clouds.yOffsets),
         active_(backend, std::vector<uint8_t>(segments_, 1)) {
+    st_.cost = cost;
     x_.upload(clouds.x);
     y_.upload(clouds.y);
+    BoundingBox box(hc_.d);
+    if (!be_.extend(box, x_.get(), hc_.n, hc_.d)) throw Error(SK_INVALID_ARGUMENT, "x contains NaN or infinite values");
+    if (!be_.extend(box, y_.get(), hc_.m, hc_.d)) throw Error(SK_INVALID_ARGUMENT, "y contains NaN or infinite values");
+    diameter_ = box.diagonal();
+    const std::vector<double> centre = box.centre();
+    be_.translate(x_.get(), hc_.n, hc_.d, centre);
+    be_.translate(y_.get(), hc_.m, hc_.d, centre);
     be_.squaredNorms(x_.get(), hc_.n, hc_.d, T(st_.cost), xSq_.get());
     be_.squaredNorms(y_.get(), hc_.m, hc_.d, T(st_.cost), ySq_.get());
   }
 
-  void solve(const HostOutputs<T>& out) {
+  // Diagonal of the clouds' bounding box: GeomLoss's diameter estimate.
+  double diameter() const { return diameter_; }
+
+  // settings.cost must be the constructor's cost.
+  void solve(const SolverSettings& settings, const HostOutputs<T>& out) {
+    st_ = settings;
     const bool gradX = out.gradX != nullptr, gradY = out.gradY != nullptr;
     f_ = Vec(be_, hc_.n), g_ = Vec(be_, hc_.m), fNew_ = Vec(be_, hc_.n), gNew_ = Vec(be_, hc_.m);
     if (st_.debias) fAa_ = Vec(be_, hc_.n), gBb_ = Vec(be_, hc_.m), fAaNew_ = Vec(be_, hc_.n), gBbNew_ = Vec(be_, hc_.m);
@@ -246,8 +264,8 @@ class DivergenceSolver {
     }
     if (out.gradA) weightGradient(f, fAa, st_.rhoX, eps, out.gradA);
     if (out.gradB) weightGradient(g, gBb, st_.rhoY, eps, out.gradB);
-    if (out.gradX) pointGradient(hc_.x, hc_.a, f, fAa, baryXY_, baryXX_, st_.rhoX, eps, hc_.n, out.gradX);
-    if (out.gradY) pointGradient(hc_.y, hc_.b, g, gBb, baryYX_, baryYY_, st_.rhoY, eps, hc_.m, out.gradY);
+    if (out.gradX) pointGradient(x_, hc_.a, f, fAa, baryXY_, baryXX_, st_.rhoX, eps, hc_.n, out.gradX);
+    if (out.gradY) pointGradient(y_, hc_.b, g, gBb, baryYX_, baryYY_, st_.rhoY, eps, hc_.m, out.gradY);
   }
 
   // <w, phi(p) - phi(q)> with phi(f) = f (balanced) or -(rho + eps/2) exp(-f/rho) (relaxed); without
@@ -283,31 +301,28 @@ class DivergenceSolver {
   // grad_i = 2c damp [ k(p_i) w_i (x_i - bary_i) - k(q_i) w_i (x_i - self_bary_i) ], where k = 1 when
   // balanced and k(f) = (weight / rho) e^{-f/rho} when relaxed, weight = rho + eps (exact) or
   // rho + eps/2 (GeomLoss's autograd).
-  void pointGradient(const T* pts, const std::vector<T>& w, const std::vector<T>& p, const std::vector<T>& q,
-                     const Vec& bary, const Vec& selfBary, double rho, double eps, int64_t rows, T* out) const {
-    const int64_t d = hc_.d;
-    const std::vector<T> b = bary.toHost();
-    const std::vector<T> sb = st_.debias ? selfBary.toHost() : std::vector<T>();
+  // The per-row coefficients (with 2c damp w_i) on the host, the O(n d) combination on the backend.
+  void pointGradient(const Vec& pts, const std::vector<T>& w, const std::vector<T>& p, const std::vector<T>& q,
+                     const Vec& bary, const Vec& selfBary, double rho, double eps, int64_t rows, T* out) {
     const bool relaxed = !std::isinf(rho);
     const double weight = st_.geomlossGradients ? rho + eps / 2 : rho + eps;
     const double scale = 2 * st_.cost * st_.damping(eps, rho);
-    forRowChunks(rows, hostChunkCount(rows, d), [&](int, int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const double cp = relaxed ? weight / rho * std::exp(-double(p[i]) / rho) : 1.0;
-        const double cq = !st_.debias ? 0.0 : relaxed ? weight / rho * std::exp(-double(q[i]) / rho) : 1.0;
-        for (int64_t t = 0; t < d; ++t) {
-          const double xi = pts[i * d + t];
-          double v = cp * (xi - double(b[i * d + t]));
-          if (st_.debias) v -= cq * (xi - double(sb[i * d + t]));
-          out[i * d + t] = T(scale * double(w[i]) * v);
-        }
-      }
-    });
+    std::vector<T> cp(rows), cq(st_.debias ? rows : 0);
+    for (int64_t i = 0; i < rows; ++i) {
+      cp[i] = T(scale * double(w[i]) * (relaxed ? weight / rho * std::exp(-double(p[i]) / rho) : 1.0));
+      if (st_.debias) cq[i] = T(scale * double(w[i]) * (relaxed ? weight / rho * std::exp(-double(q[i]) / rho) : 1.0));
+    }
+    const Vec devCp(be_, cp), devCq(be_, cq);
+    Vec grad(be_, rows * hc_.d);
+    be_.pointGradient(pts.get(), bary.get(), devCp.get(), st_.debias ? selfBary.get() : nullptr,
+                      st_.debias ? devCq.get() : nullptr, rows, hc_.d, grad.get());
+    grad.download(out);
   }
 
   Backend& be_;
   const HostClouds<T>& hc_;
-  const SolverSettings& st_;
+  SolverSettings st_;
+  double diameter_ = 0;
   int64_t segments_;
   Vec x_, y_, xSq_, ySq_, logA_, logB_;
   Buffer<int64_t, Backend> xOff_, yOff_;

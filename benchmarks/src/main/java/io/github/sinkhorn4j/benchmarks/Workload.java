@@ -24,11 +24,10 @@ final class Workload implements AutoCloseable {
     /** What one call returns: the solve's report, and the Hessian-vector product's for hvp. */
     record Result(Report solve, HvpReport hvp) {}
 
-    // CG misses are reported (cg_converged false) rather than raised, so that the run is still timed.
-    private static final HvpOptions HVP_OPTIONS = HvpOptions.defaults().withAllowUnconverged(true);
 
     private final Arena arena = Arena.ofConfined();
     private final SinkhornOptions options;
+    private final HvpOptions hvpOptions;
     private final Clouds clouds;
     private final Outputs outputs;
     private final Potentials potentials;
@@ -43,6 +42,9 @@ final class Workload implements AutoCloseable {
         MemorySegment a = weights(t, spec.n(), random);
         MemorySegment b = weights(t, spec.m(), random);
         options = spec.options();
+        // CG misses are reported (cg_converged false) rather than raised, so that the run is still timed;
+        // --tf32 also decides the HVP's products (FlashSinkhorn runs its double backward in TF32).
+        hvpOptions = HvpOptions.defaults().withAllowUnconverged(true).withAllowTf32(spec.tf32());
         clouds = Clouds.of(t, spec.n(), spec.m(), spec.d(), x, y, a, b);
         long gradient = spec.n() * spec.d();
         if (spec.protocol() == Protocol.HVP) {
@@ -67,7 +69,7 @@ final class Workload implements AutoCloseable {
     Result run() {
         Report solve = Sinkhorn.divergence(options, clouds, outputs);
         if (potentials == null) return new Result(solve, null);
-        return new Result(solve, Sinkhorn.hvp(options, HVP_OPTIONS, clouds, potentials, Wrt.X, direction, product));
+        return new Result(solve, Sinkhorn.hvp(options, hvpOptions, clouds, potentials, Wrt.X, direction, product));
     }
 
     @Override

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "../bounding_box.h"
 #include "softmin_kernel.h"
 
 namespace sinkhorn {
@@ -297,11 +298,42 @@ void CpuBackend::maxAbsDiff(const T* a, const T* b, const int64_t* hostOffsets, 
   }
 }
 
-#define SINKHORN_CPU_INSTANTIATE(T)                                                                   \
-  template void CpuBackend::squaredNorms<T>(const T*, int64_t, int64_t, T, T*);                        \
-  template void CpuBackend::softmin<T>(const SoftminPass<T>*, int);                                    \
-  template void CpuBackend::maxAbsDiff<T>(const T*, const T*, const int64_t*, const int64_t*, int64_t, \
-                                          double*);
+template <typename T>
+bool CpuBackend::extend(BoundingBox& box, const T* x, int64_t rows, int64_t d) {
+  return extendBox(box, x, rows, d);
+}
+
+template <typename T>
+void CpuBackend::translate(T* x, int64_t rows, int64_t d, const std::vector<double>& shift) {
+  forRowChunks(rows, hostChunkCount(rows, d), [&](int, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      for (int64_t t = 0; t < d; ++t) x[i * d + t] = T(double(x[i * d + t]) - shift[t]);
+  });
+}
+
+template <typename T>
+void CpuBackend::pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows,
+                               int64_t d, T* out) {
+  forRowChunks(rows, hostChunkCount(rows, d), [&](int, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      for (int64_t t = 0; t < d; ++t) {
+        const int64_t e = i * d + t;
+        T g = cp[i] * (x[e] - bary[e]);
+        if (selfBary) g -= cq[i] * (x[e] - selfBary[e]);
+        out[e] = g;
+      }
+  });
+}
+
+#define SINKHORN_CPU_INSTANTIATE(T)                                                                         \
+  template void CpuBackend::squaredNorms<T>(const T*, int64_t, int64_t, T, T*);                              \
+  template void CpuBackend::softmin<T>(const SoftminPass<T>*, int);                                          \
+  template void CpuBackend::maxAbsDiff<T>(const T*, const T*, const int64_t*, const int64_t*, int64_t,       \
+                                          double*);                                                          \
+  template bool CpuBackend::extend<T>(BoundingBox&, const T*, int64_t, int64_t);                             \
+  template void CpuBackend::translate<T>(T*, int64_t, int64_t, const std::vector<double>&);                  \
+  template void CpuBackend::pointGradient<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, \
+                                             T*);
 SINKHORN_CPU_INSTANTIATE(float)
 SINKHORN_CPU_INSTANTIATE(double)
 

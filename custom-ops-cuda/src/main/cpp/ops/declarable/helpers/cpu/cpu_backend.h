@@ -6,12 +6,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "../softmin.h"
 #include "sinkhorn4j.h"
 
 namespace sinkhorn {
 namespace helpers {
+
+struct BoundingBox;
 
 class CpuBackend {
  public:
@@ -33,6 +36,13 @@ class CpuBackend {
   template <typename T>
   void maxAbsDiff(const T* a, const T* b, const int64_t* hostOffsets, const int64_t* offsets, int64_t segments,
                   double* hostOut);
+  template <typename T>
+  bool extend(BoundingBox& box, const T* x, int64_t rows, int64_t d);
+  template <typename T>
+  void translate(T* x, int64_t rows, int64_t d, const std::vector<double>& shift);
+  template <typename T>
+  void pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows, int64_t d,
+                     T* out);
 };
 
 // Worker threads used by the CPU kernels: SINKHORN4J_NUM_THREADS, else every hardware thread.

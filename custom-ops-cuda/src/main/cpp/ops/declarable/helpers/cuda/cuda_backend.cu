@@ -15,6 +15,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../backend.h"
+#include "../bounding_box.h"
 #include "softmin_launch.h"
 #include "system/status.h"
 
@@ -395,6 +397,45 @@ void CudaBackend::maxAbsDiff(const T* a, const T* b, const int64_t* hostOffsets,
 }
 
 template <typename T>
+bool CudaBackend::extend(BoundingBox& box, const T* x, int64_t rows, int64_t d) {
+  BackendState& s = *state_;
+  s.select();
+  if (rows <= 0) return true;
+  const size_t perSide = size_t(cuda::extentBlocks(rows) * d);
+  Buffer<T, CudaBackend> lo(*this, perSide), hi(*this, perSide);
+  Buffer<int, CudaBackend> nonFinite(*this, 1);
+  cuda::launchColumnExtent(x, rows, d, lo.get(), hi.get(), nonFinite.get(), s.stream);
+  cuda::check(cudaGetLastError(), "cloud extent kernel launch");
+  std::vector<T> l(d), h(d);
+  int bad = 0;
+  download(l.data(), lo.get(), size_t(d) * sizeof(T));
+  download(h.data(), hi.get(), size_t(d) * sizeof(T));
+  download(&bad, nonFinite.get(), sizeof(int));
+  for (int64_t t = 0; t < d; ++t) box.lo[t] = std::min(box.lo[t], double(l[t])), box.hi[t] = std::max(box.hi[t], double(h[t]));
+  return bad == 0;
+}
+
+template <typename T>
+void CudaBackend::translate(T* x, int64_t rows, int64_t d, const std::vector<double>& shift) {
+  BackendState& s = *state_;
+  s.select();
+  Buffer<T, CudaBackend> onDevice(*this, std::vector<T>(shift.begin(), shift.end()));
+  cuda::launchTranslate(x, rows, d, onDevice.get(), s.stream);
+  cuda::check(cudaGetLastError(), "translation kernel launch");
+  s.written(x, rows * d);
+}
+
+template <typename T>
+void CudaBackend::pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows,
+                                int64_t d, T* out) {
+  BackendState& s = *state_;
+  s.select();
+  cuda::launchPointGradient(x, bary, cp, selfBary, cq, rows, d, out, s.stream);
+  cuda::check(cudaGetLastError(), "point gradient kernel launch");
+  s.written(out, rows * d);
+}
+
+template <typename T>
 void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
   BackendState& s = *state_;
   s.select();
@@ -525,7 +566,11 @@ void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
   template void CudaBackend::squaredNorms<T>(const T*, int64_t, int64_t, T, T*);                        \
   template void CudaBackend::softmin<T>(const SoftminPass<T>*, int);                                    \
   template void CudaBackend::maxAbsDiff<T>(const T*, const T*, const int64_t*, const int64_t*, int64_t, \
-                                           double*);
+                                           double*);                                                  \
+  template bool CudaBackend::extend<T>(BoundingBox&, const T*, int64_t, int64_t);                       \
+  template void CudaBackend::translate<T>(T*, int64_t, int64_t, const std::vector<double>&);            \
+  template void CudaBackend::pointGradient<T>(const T*, const T*, const T*, const T*, const T*, int64_t, \
+                                              int64_t, T*);
 SINKHORN_CUDA_INSTANTIATE(float)
 SINKHORN_CUDA_INSTANTIATE(double)
 

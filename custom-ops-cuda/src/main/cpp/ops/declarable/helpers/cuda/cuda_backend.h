@@ -14,12 +14,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "../softmin.h"
 #include "sinkhorn4j.h"
 
 namespace sinkhorn {
 namespace helpers {
+
+struct BoundingBox;
 
 namespace cuda {
 struct BackendState;  // defined in cuda_backend.cu
@@ -51,6 +54,17 @@ class CudaBackend {
   template <typename T>
   void maxAbsDiff(const T* a, const T* b, const int64_t* hostOffsets, const int64_t* offsets, int64_t segments,
                   double* hostOut);
+
+  // Extends box by the rows of x; false when x holds a NaN or an infinity. Synchronises.
+  template <typename T>
+  bool extend(BoundingBox& box, const T* x, int64_t rows, int64_t d);
+  // x_ij -= shift_j
+  template <typename T>
+  void translate(T* x, int64_t rows, int64_t d, const std::vector<double>& shift);
+  // out_ij = cp_i (x_ij - bary_ij) - cq_i (x_ij - selfBary_ij); selfBary and cq may be null.
+  template <typename T>
+  void pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows, int64_t d,
+                     T* out);
 
   // Blocks until the queued work is done (throws on a device fault).
   void synchronize();

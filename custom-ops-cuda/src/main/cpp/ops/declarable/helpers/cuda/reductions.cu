@@ -1,4 +1,5 @@
-// Small kernels of the CUDA backend: squared norms and the per-segment largest change.
+// Small kernels of the CUDA backend: squared norms, the per-segment largest change, and the O(n d)
+// preparation and finishing of a solve (extent of a cloud, translation, point gradients).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -68,6 +69,77 @@ __global__ void __launch_bounds__(kReduceThreads)
   }
 }
 
+// Per-column extent of rows [b * rowsPerBlock, ...) into lo/hi[b * d + c], and whether a value is
+// not finite. With d below the block size, blockDim / d threads share a column (rows strided among
+// them) and are folded through shared memory; otherwise each thread owns columns c, c + blockDim...
+template <typename T>
+__global__ void __launch_bounds__(kReduceThreads)
+    columnExtentKernel(const T* __restrict__ x, int64_t rows, int64_t d, int64_t rowsPerBlock, T* __restrict__ lo,
+                       T* __restrict__ hi, int* __restrict__ nonFinite) {
+  __shared__ T sLo[kReduceThreads], sHi[kReduceThreads];
+  const int t = threadIdx.x;
+  const int64_t begin = int64_t(blockIdx.x) * rowsPerBlock, end = min(rows, begin + rowsPerBlock);
+  const bool shared = d < kReduceThreads;
+  const int64_t lanes = shared ? kReduceThreads / d : 1;
+  bool bad = false;
+  for (int64_t c0 = 0; c0 < d; c0 += shared ? d : kReduceThreads) {
+    const int64_t c = shared ? t % d : c0 + t, lane = shared ? t / d : 0;
+    T l = INFINITY, h = -INFINITY;
+    if (lane < lanes && c < d)
+      for (int64_t r = begin + lane; r < end; r += lanes) {
+        const T v = x[r * d + c];
+        bad = bad || !isfinite(v);
+        l = min(l, v);
+        h = max(h, v);
+      }
+    if (shared) {
+      sLo[t] = l, sHi[t] = h;
+      __syncthreads();
+      if (t < d) {
+        for (int64_t k = 1; k < lanes; ++k) l = min(l, sLo[t + k * d]), h = max(h, sHi[t + k * d]);
+        lo[blockIdx.x * d + t] = l, hi[blockIdx.x * d + t] = h;
+      }
+    } else if (c < d) {
+      lo[blockIdx.x * d + c] = l, hi[blockIdx.x * d + c] = h;
+    }
+  }
+  if (__syncthreads_or(bad) && t == 0) *nonFinite = 1;
+}
+
+// Folds the blocks' extents: lo[c] = min_b lo[b * d + c] (in place), the same for hi.
+template <typename T>
+__global__ void __launch_bounds__(kReduceThreads) foldExtentKernel(T* lo, T* hi, int64_t d, int64_t blocks) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= d) return;
+  T l = lo[c], h = hi[c];
+  for (int64_t b = 1; b < blocks; ++b) l = min(l, lo[b * d + c]), h = max(h, hi[b * d + c]);
+  lo[c] = l, hi[c] = h;
+}
+
+// x_ij -= shift_j
+template <typename T>
+__global__ void __launch_bounds__(kReduceThreads)
+    translateKernel(T* __restrict__ x, int64_t count, int64_t d, const T* __restrict__ shift) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += stride) x[e] -= shift[e % d];
+}
+
+// out_ij = cp_i (x_ij - bary_ij) - cq_i (x_ij - selfBary_ij), the second term only with selfBary.
+template <typename T>
+__global__ void __launch_bounds__(kReduceThreads)
+    pointGradientKernel(const T* __restrict__ x, const T* __restrict__ bary, const T* __restrict__ cp,
+                        const T* __restrict__ selfBary, const T* __restrict__ cq, int64_t count, int64_t d,
+                        T* __restrict__ out) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += stride) {
+    const int64_t i = e / d;
+    const T xe = x[e];
+    T g = cp[i] * (xe - bary[e]);
+    if (selfBary) g -= cq[i] * (xe - selfBary[e]);
+    out[e] = g;
+  }
+}
+
 unsigned blocksFor(int64_t work) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((work + kReduceThreads - 1) / kReduceThreads,
                                                                       kMaxReduceBlocks)));
@@ -90,6 +162,39 @@ void launchMaxAbsDiff(const T* a, const T* b, int64_t n, const int64_t* offsets,
   if (n <= 0) return;
   maxAbsDiffKernel<T><<<blocksFor(n), kReduceThreads, 0, st>>>(a, b, n, offsets, segments, out);
 }
+
+int64_t extentBlocks(int64_t rows) { return std::max<int64_t>(1, std::min<int64_t>(rows / 64, 1024)); }
+
+template <typename T>
+void launchColumnExtent(const T* x, int64_t rows, int64_t d, T* lo, T* hi, int* nonFinite, void* stream) {
+  const cudaStream_t st = static_cast<cudaStream_t>(stream);
+  const int64_t blocks = extentBlocks(rows);
+  cudaMemsetAsync(nonFinite, 0, sizeof(int), st);
+  columnExtentKernel<T><<<unsigned(blocks), kReduceThreads, 0, st>>>(x, rows, d, (rows + blocks - 1) / blocks, lo, hi,
+                                                                     nonFinite);
+  foldExtentKernel<T><<<unsigned((d + kReduceThreads - 1) / kReduceThreads), kReduceThreads, 0, st>>>(lo, hi, d, blocks);
+}
+
+template <typename T>
+void launchTranslate(T* x, int64_t rows, int64_t d, const T* shift, void* stream) {
+  if (rows <= 0) return;
+  translateKernel<T><<<blocksFor(rows * d), kReduceThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, rows * d, d, shift);
+}
+
+template <typename T>
+void launchPointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows, int64_t d,
+                         T* out, void* stream) {
+  if (rows <= 0) return;
+  pointGradientKernel<T><<<blocksFor(rows * d), kReduceThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, bary, cp, selfBary, cq, rows * d, d, out);
+}
+
+#define SINKHORN_CUDA_PREPARATION(T)                                                                              \
+  template void launchColumnExtent<T>(const T*, int64_t, int64_t, T*, T*, int*, void*);                           \
+  template void launchTranslate<T>(T*, int64_t, int64_t, const T*, void*);                                        \
+  template void launchPointGradient<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, T*, void*);
+SINKHORN_CUDA_PREPARATION(float)
+SINKHORN_CUDA_PREPARATION(double)
 
 template void launchSquaredNorms<float>(const float*, int64_t, int64_t, float, float*, void*);
 template void launchSquaredNorms<double>(const double*, int64_t, int64_t, double, double*, void*);

@@ -98,6 +98,20 @@ void simtLaunch(int kv, bool pair, const LaunchArgs<T>& a, void* stream);
 template <typename T>
 void launchSquaredNorms(const T* x, int64_t rows, int64_t d, T scale, T* out, void* stream);
 
+// Extent of a cloud (rows x d): lo and hi hold extentBlocks(rows) x d values, the first d of which
+// are the column minima and maxima after the launch; *nonFinite becomes 1 if x holds a NaN or an
+// infinity.
+int64_t extentBlocks(int64_t rows);
+template <typename T>
+void launchColumnExtent(const T* x, int64_t rows, int64_t d, T* lo, T* hi, int* nonFinite, void* stream);
+// x_ij -= shift_j (shift: d values in device memory).
+template <typename T>
+void launchTranslate(T* x, int64_t rows, int64_t d, const T* shift, void* stream);
+// out_ij = cp_i (x_ij - bary_ij) - cq_i (x_ij - selfBary_ij); selfBary and cq may be null.
+template <typename T>
+void launchPointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows, int64_t d,
+                         T* out, void* stream);
+
 // Per-segment max |a - b| as ordered 64-bit patterns of non-negative doubles (NaN largest) into
 // out[segments], which the launcher zeroes first.
 template <typename T>
