@@ -34,7 +34,7 @@ public final class BenchmarkRunner {
               --solver symmetric|alternating (default symmetric)
               --dtype float32|float64        (default float32)
               --reps R --warmup W            timed runs and warm-ups (default 5, 1; suites: as their anchors)
-              --tf32 on|off                  CUDA float32 dot products on tensor cores, the HVP's too (default on)
+              --tf32 on|off                  CUDA float32 dot products of the solve on tensor cores (default on)
               --seed S                       data seed (default 0)
               --suite anchors|geomloss-cpu   every row of ../shared/anchors/flashsinkhorn-h100.json (CUDA; 10 reps, 3
                                              warm-ups) or of geomloss-cpu.json (CPU; 3 reps, 1 warm-up), with ratios

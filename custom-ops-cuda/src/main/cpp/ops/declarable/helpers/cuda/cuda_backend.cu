@@ -453,7 +453,7 @@ void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
     const bool tf32 = std::is_same<T, float>::value && s.allowTf32 && !pair;
     auto kvOf = [&](const SoftminPass<T>& p) -> int {
       if (!p.avg || p.k <= 0) return 0;
-      return tf32 && p.k <= 8 ? 8 : 64;
+      return p.k <= 8 ? 8 : 64;
     };
     const int kv = kvOf(first);
     int end = next + 1;

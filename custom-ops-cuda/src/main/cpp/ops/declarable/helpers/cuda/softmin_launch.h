@@ -88,8 +88,8 @@ void launchPrepare(const float* src, int64_t rows, int64_t d, void* dst, float* 
 KernelShape tensorShape(int64_t d, int kv);
 void tensorLaunch(int64_t d, int kv, const LaunchArgs<float>& a, void* stream);
 
-// CUDA-core kernels (strict float32, float64). kv: 0 or 64; pair: the passes also write their
-// pair-weighted averages (kv 64, no stream-K).
+// CUDA-core kernels (strict float32, float64). kv: 0 (no average), 8 (k <= 8) or 64; pair: the
+// passes also write their pair-weighted averages (no stream-K).
 template <typename T>
 KernelShape simtShape(int kv, bool pair);
 template <typename T>

@@ -6,7 +6,7 @@
 // x and y go through shared memory transposed (dimension-major), KC dimensions at a time, so any d
 // works. Scores in base 2 (x is scaled by 2c/eps log2 e when staged); the update is the exact online
 // max / sum. The optional average of v: P goes to shared memory transposed, then the same register
-// tile computes P (4 rows) x V (8 columns of v). The optional pair-weighted average (PAIR) stages
+// tile computes P (4 rows) x V (KV / 8 columns of v: KV = 64, or 8 for k <= 8). The optional pair-weighted average (PAIR) stages
 // pairRow and pairCol like x and y, forms Q_ij = <pairRow_i, pairCol_j> on the same register tile,
 // and accumulates (P o Q) x V beside P x V.
 #include <cuda_runtime.h>
@@ -27,6 +27,7 @@ struct SimtConfig {
   static constexpr int kLdX = kBM + 4;                  // transposed x: kKC x kLdX
   static constexpr int kLdY = kBN + 4;
   static constexpr int kKV = KV > 0 ? KV : 8;
+  static constexpr int kVC = kKV / 8;                  // columns of v per thread (8 threads per row group)
   static constexpr int kLdP = kBM + 4;                  // transposed P: kBN x kLdP
   static constexpr int kLdV = kKV + 4;
   static constexpr size_t kSmemBytes =
@@ -118,8 +119,8 @@ __global__ void __launch_bounds__(128) softminSimtKernel(const __grid_constant__
     const T scale2 = ps.scale2;
     const T uScale = ps.invEps * T(kLog2e);
     T m[4], sum[4];
-    T acc[AVG ? 4 : 1][AVG ? 8 : 1];
-    T pairAcc[PAIR ? 4 : 1][PAIR ? 8 : 1];
+    T acc[AVG ? 4 : 1][AVG ? C::kVC : 1];
+    T pairAcc[PAIR ? 4 : 1][PAIR ? C::kVC : 1];
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
       m[r] = -INFINITY;
@@ -129,13 +130,13 @@ __global__ void __launch_bounds__(128) softminSimtKernel(const __grid_constant__
 #pragma unroll
       for (int r = 0; r < 4; ++r)
 #pragma unroll
-        for (int q = 0; q < 8; ++q) acc[r][q] = 0;
+        for (int q = 0; q < C::kVC; ++q) acc[r][q] = 0;
     }
     if constexpr (PAIR) {
 #pragma unroll
       for (int r = 0; r < 4; ++r)
 #pragma unroll
-        for (int q = 0; q < 8; ++q) pairAcc[r][q] = 0;
+        for (int q = 0; q < C::kVC; ++q) pairAcc[r][q] = 0;
     }
 
     for (int64_t ct = pc.ctBegin; ct < pc.ctEnd; ++ct) {
@@ -215,31 +216,31 @@ __global__ void __launch_bounds__(128) softminSimtKernel(const __grid_constant__
 #pragma unroll
         for (int r = 0; r < 4; ++r)
 #pragma unroll
-          for (int q = 0; q < 8; ++q) acc[r][q] *= scale[r];
+          for (int q = 0; q < C::kVC; ++q) acc[r][q] *= scale[r];
         if constexpr (PAIR) {
 #pragma unroll
           for (int r = 0; r < 4; ++r)
 #pragma unroll
-            for (int q = 0; q < 8; ++q) pairAcc[r][q] *= scale[r];
+            for (int q = 0; q < C::kVC; ++q) pairAcc[r][q] *= scale[r];
         }
 #pragma unroll 4
         for (int j = 0; j < C::kBN; ++j) {
-          T pv[4], vv[8];
+          T pv[4], vv[C::kVC];
 #pragma unroll
           for (int r = 0; r < 4; ++r) pv[r] = pt[j * C::kLdP + 4 * tr + r];
 #pragma unroll
-          for (int q = 0; q < 8; ++q) vv[q] = vs[j * C::kLdV + 8 * tc + q];
+          for (int q = 0; q < C::kVC; ++q) vv[q] = vs[j * C::kLdV + C::kVC * tc + q];
 #pragma unroll
           for (int r = 0; r < 4; ++r)
 #pragma unroll
-            for (int q = 0; q < 8; ++q) acc[r][q] = fma(pv[r], vv[q], acc[r][q]);
+            for (int q = 0; q < C::kVC; ++q) acc[r][q] = fma(pv[r], vv[q], acc[r][q]);
           if constexpr (PAIR) {
 #pragma unroll
             for (int r = 0; r < 4; ++r) pv[r] = pw[j * C::kLdP + 4 * tr + r];
 #pragma unroll
             for (int r = 0; r < 4; ++r)
 #pragma unroll
-              for (int q = 0; q < 8; ++q) pairAcc[r][q] = fma(pv[r], vv[q], pairAcc[r][q]);
+              for (int q = 0; q < C::kVC; ++q) pairAcc[r][q] = fma(pv[r], vv[q], pairAcc[r][q]);
           }
         }
         __syncthreads();
@@ -264,8 +265,8 @@ __global__ void __launch_bounds__(128) softminSimtKernel(const __grid_constant__
       if constexpr (AVG) {
         const T inv = T(1) / total;
 #pragma unroll
-        for (int q = 0; q < 8; ++q) {
-          const int c = 8 * tc + q;
+        for (int q = 0; q < C::kVC; ++q) {
+          const int c = C::kVC * tc + q;
           const T v = acc[r][q] * inv;
           if (pc.slot < 0) {
             const int64_t kv = a.kvBegin + c;
@@ -305,15 +306,17 @@ void launchOne(const LaunchArgs<T>& a, cudaStream_t stream) {
 
 template <typename T>
 KernelShape simtShape(int kv, bool pair) {
-  return pair ? shapeOf<T, 64, true>() : kv == 0 ? shapeOf<T, 0, false>() : shapeOf<T, 64, false>();
+  if (kv == 0) return shapeOf<T, 0, false>();
+  if (kv == 8) return pair ? shapeOf<T, 8, true>() : shapeOf<T, 8, false>();
+  return pair ? shapeOf<T, 64, true>() : shapeOf<T, 64, false>();
 }
 
 template <typename T>
 void simtLaunch(int kv, bool pair, const LaunchArgs<T>& a, void* stream) {
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (pair) launchOne<T, 64, true>(a, s);
-  else if (kv == 0) launchOne<T, 0, false>(a, s);
-  else launchOne<T, 64, false>(a, s);
+  if (kv == 0) launchOne<T, 0, false>(a, s);
+  else if (kv == 8) pair ? launchOne<T, 8, true>(a, s) : launchOne<T, 8, false>(a, s);
+  else pair ? launchOne<T, 64, true>(a, s) : launchOne<T, 64, false>(a, s);
 }
 
 template KernelShape simtShape<float>(int, bool);

@@ -31,9 +31,14 @@ class CudaVsCpuTest {
         assertTrue(Sinkhorn.cudaDeviceCount() > 0, "no CUDA device: these tests run on the GPU machine");
     }
 
-    /** Relative error bounds per precision: loss, then potentials and gradients (norm-wise). */
+    /**
+     * Relative error bounds per precision: loss, then potentials and gradients (norm-wise). TF32-class
+     * scores are rounded at 2^-11 of (2c/eps) |x||y|: at blur 0.1 and d = 64 that moves the softmax
+     * weights by a few percent, which the gradients (barycentres) show; the loss stays within 1e-3.
+     * Strict float32 loses ~1e-4 on the gradients at d = 1500 (sums of 1500 products).
+     */
     enum Precision {
-        TF32(3e-3, 2e-2), FP32(1e-5, 1e-4), FP64(1e-10, 1e-9);
+        TF32(3e-3, 6e-2), FP32(1e-5, 1e-3), FP64(1e-10, 1e-9);
 
         final double loss, fields;
 
