@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "../helpers/cpu/cpu_backend.h"
 #include "../helpers/eps_schedule.h"
 #include "../helpers/hvp.h"
 #include "../helpers/plan_product.h"

@@ -19,6 +19,21 @@ class CpuBackend {
  public:
   static constexpr int32_t kind = SK_DEVICE_CPU;
 
+  // The dense solver's primitives (../dense.h), in dense_kernels.cpp. The loop itself runs in
+  // dense_solver.h: this backend has no whole-loop launch.
+  static constexpr bool kResidentDense = false;
+  // The kernels return when their work is done.
+  void synchronize() {}
+  template <typename T>
+  void denseLse(const DenseBatch<T>& batch, const DenseLsePass<T>& pass);
+  // out_ij = P_ij = 2^(biasA_i + biasB_j - C_ij scale2), 0 where masked.
+  template <typename T>
+  void densePlan(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, T* out);
+  // out = P @ v (batch x n x k, v batch x m x k), or P^T @ v when transpose (batch x m x k, v batch x n x k).
+  template <typename T>
+  void densePlanProduct(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, bool transpose,
+                        int64_t k, const T* v, T* out);
+
   void* allocate(size_t bytes) {
     void* p = std::malloc(bytes);
     if (!p) throw std::bad_alloc();
@@ -35,21 +50,6 @@ class CpuBackend {
   template <typename T>
   void maxAbsDiff(const T* a, const T* b, const int64_t* hostOffsets, const int64_t* offsets, int64_t segments,
                   double* hostOut);
-
-  // The dense solver's primitives (../dense.h), in dense_kernels.cpp. The loop itself runs in
-  // dense_solver.h: this backend has no whole-loop launch.
-  static constexpr bool kResidentDense = false;
-  // The kernels return when their work is done.
-  void synchronize() {}
-  template <typename T>
-  void denseLse(const DenseBatch<T>& batch, const DenseLsePass<T>& pass);
-  // out_ij = P_ij = 2^(biasA_i + biasB_j - C_ij scale2), 0 where masked.
-  template <typename T>
-  void densePlan(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, T* out);
-  // out = P @ v (batch x n x k, v batch x m x k), or P^T @ v when transpose (batch x m x k, v batch x n x k).
-  template <typename T>
-  void densePlanProduct(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, bool transpose,
-                        int64_t k, const T* v, T* out);
 };
 
 // Worker threads used by the CPU kernels: SINKHORN4J_NUM_THREADS, else every hardware thread.

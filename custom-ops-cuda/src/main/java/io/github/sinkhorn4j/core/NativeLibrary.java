@@ -71,17 +71,21 @@ final class NativeLibrary {
             ADDRESS.withName("device_used"), ADDRESS.withName("solve_ms"), ADDRESS.withName("f"), ADDRESS.withName("g"),
             ADDRESS.withName("plan"), ADDRESS.withName("grad_a"), ADDRESS.withName("grad_b"));
 
+    static final MethodHandle DENSE_SINKHORN;
+    static final MethodHandle DENSE_PLAN_PRODUCT;
     static final MethodHandle DIVERGENCE;
     static final MethodHandle PLAN_PRODUCT;
     static final MethodHandle HVP;
     static final MethodHandle LAST_ERROR;
     static final MethodHandle CUDA_DEVICE_COUNT;
-    static final MethodHandle DENSE_SINKHORN;
-    static final MethodHandle DENSE_PLAN_PRODUCT;
 
     static {
         SymbolLookup lookup = SymbolLookup.libraryLookup(libraryPath(), Arena.global());
         Linker linker = Linker.nativeLinker();
+        DENSE_SINKHORN = linker.downcallHandle(lookup.findOrThrow("sk_dense_sinkhorn"),
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+        DENSE_PLAN_PRODUCT = linker.downcallHandle(lookup.findOrThrow("sk_dense_plan_product"),
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS));
         DIVERGENCE = linker.downcallHandle(lookup.findOrThrow("sk_divergence"),
                 FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
         PLAN_PRODUCT = linker.downcallHandle(lookup.findOrThrow("sk_plan_product"),
@@ -90,10 +94,6 @@ final class NativeLibrary {
                 ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         LAST_ERROR = linker.downcallHandle(lookup.findOrThrow("sk_last_error"), FunctionDescriptor.of(ADDRESS));
         CUDA_DEVICE_COUNT = linker.downcallHandle(lookup.findOrThrow("sk_cuda_device_count"), FunctionDescriptor.of(JAVA_INT));
-        DENSE_SINKHORN = linker.downcallHandle(lookup.findOrThrow("sk_dense_sinkhorn"),
-                FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
-        DENSE_PLAN_PRODUCT = linker.downcallHandle(lookup.findOrThrow("sk_dense_plan_product"),
-                FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS));
     }
 
     private NativeLibrary() {}
