@@ -2,6 +2,7 @@
 #include <new>
 #include <string>
 
+#include "ops/declarable/generic/dense_sinkhorn.h"
 #include "ops/declarable/generic/sinkhorn_divergence.h"
 #include "sinkhorn4j.h"
 #include "system/status.h"
@@ -103,6 +104,21 @@ int32_t sk_cuda_release_cached_memory(void) {
 #ifdef SINKHORN_WITH_CUDA
     sinkhorn::helpers::releaseCachedCudaMemory();
 #endif
+  });
+}
+
+int32_t sk_dense_sinkhorn(const sk_dense_options* options, const sk_dense_inputs* inputs, sk_dense_outputs* outputs) {
+  return guarded([&] {
+    sinkhorn::require(options && inputs && outputs, "options, inputs and outputs are required");
+    sinkhorn::denseSinkhornOp(*options, *inputs, *outputs);
+  });
+}
+
+int32_t sk_dense_plan_product(const sk_dense_options* options, const sk_dense_inputs* inputs, const void* f,
+                              const void* g, int32_t transpose, int64_t k, const void* v, void* out) {
+  return guarded([&] {
+    sinkhorn::require(options && inputs, "options and inputs are required");
+    sinkhorn::densePlanProductOp(*options, *inputs, f, g, transpose != 0, k, v, out);
   });
 }
 

@@ -149,6 +149,58 @@ SK_API int32_t sk_cuda_reset_peak_memory(void);
 SK_API int32_t sk_cuda_set_memory_limit(int64_t bytes);   /* bytes >= 0; 0 removes the cap */
 SK_API int32_t sk_cuda_release_cached_memory(void);       /* frees what no running solve uses */
 
+/*
+ * Dense cost-matrix solver: batched entropic OT on explicit costs C (batch x n x m, row-major),
+ * with masks for variable lengths. Log-domain alternating updates (docs/math.md, "Dense costs"):
+ *   f_i = -eps damp_a LSE_j(log b_j + (g_j - C_ij)/eps),  g_j = -eps damp_b LSE_i(log a_i + (f_i - C_ij)/eps),
+ * damp = tau / (tau + eps) on a relaxed side (tau = rho = reach^2 of sk_options), 1 when balanced.
+ * Masked entries take no part: their potentials are 0, their entries of C, a and b are not read.
+ */
+typedef struct sk_dense_options {
+  double eps;                /* > 0 */
+  double tau_a;              /* KL strength of the marginal of a (rows); <= 0 or +inf: balanced */
+  double tau_b;              /* the same for b (columns) */
+  double threshold;          /* > 0: an item stops once its largest potential change is below it; 0: max_iters */
+  int32_t max_iters;         /* >= 1 */
+  int32_t check_every;       /* >= 1: iterations between two threshold checks */
+  int32_t device;            /* sk_device */
+} sk_dense_options;
+
+typedef struct sk_dense_inputs {
+  int32_t dtype;             /* sk_dtype of c, a, b (and of every output but cost) */
+  int64_t batch, n, m;       /* >= 1 each; an (n, m) problem is batch 1 */
+  const void* c;             /* batch x n x m costs, finite where both sides are unmasked */
+  const void* a;             /* batch x n weights, or NULL: uniform over the unmasked rows of each item */
+  const void* b;             /* batch x m weights, or NULL */
+  const uint8_t* mask_a;     /* batch x n, nonzero = present, or NULL: all present */
+  const uint8_t* mask_b;     /* batch x m, or NULL */
+} sk_dense_inputs;
+
+typedef struct sk_dense_outputs {
+  double* cost;              /* batch values (required): the dual value F(f, g), docs/math.md */
+  int32_t* iterations;       /* batch values or NULL */
+  int32_t* converged;        /* batch values or NULL: the threshold was reached */
+  int32_t* device_used;      /* one sk_device or NULL */
+  double* solve_ms;          /* one value or NULL: wall time of the iterations alone (no transfers, checks or outputs) */
+  void* f;                   /* batch x n or NULL (0 where masked) */
+  void* g;                   /* batch x m or NULL */
+  void* plan;                /* batch x n x m or NULL: P_ij = a_i b_j exp((f_i + g_j - C_ij)/eps) = dcost/dC_ij */
+  void* grad_a;              /* batch x n or NULL: dcost/da */
+  void* grad_b;              /* batch x m or NULL: dcost/db */
+} sk_dense_outputs;
+
+/* Solves every item of the batch; writes the outputs asked for. */
+SK_API int32_t sk_dense_sinkhorn(const sk_dense_options* options, const sk_dense_inputs* inputs,
+                                 sk_dense_outputs* outputs);
+
+/*
+ * Plan products from potentials f (batch x n) and g (batch x m) at options->eps, per item:
+ * transpose == 0: out (batch x n x k) = P @ v, v is batch x m x k;  transpose != 0: out (batch x m x k) = P^T @ v,
+ * v is batch x n x k. Rows of out at masked entries are 0.
+ */
+SK_API int32_t sk_dense_plan_product(const sk_dense_options* options, const sk_dense_inputs* inputs, const void* f,
+                                     const void* g, int32_t transpose, int64_t k, const void* v, void* out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../helpers/cpu/cpu_backend.h"
@@ -14,15 +15,11 @@
 #include "../helpers/hvp.h"
 #include "../helpers/plan_product.h"
 #include "../helpers/sinkhorn_solver.h"
+#include "backend_choice.h"
 #include "system/status.h"
-#ifdef SINKHORN_WITH_CUDA
-#include "../helpers/cuda/cuda_backend.h"
-#endif
 
 namespace sinkhorn {
 namespace {
-
-using helpers::CpuBackend;
 
 constexpr double kZeroWeightLog = -100000.0;  // log of a zero weight, as GeomLoss
 
@@ -149,27 +146,10 @@ helpers::SolverSettings settingsFor(const sk_options& o, double estimatedDiamete
   return st;
 }
 
-bool cudaAvailable() { return cudaDevices() > 0; }
-
 // Runs fn(backend) on the backend the options ask for; returns the sk_device used.
 template <typename Fn>
 int32_t withBackend(const sk_options& o, Fn&& fn) {
-  require(o.device == SK_DEVICE_AUTO || o.device == SK_DEVICE_CPU || o.device == SK_DEVICE_CUDA,
-          "device must be auto, cpu or cuda");
-  const bool cuda = o.device == SK_DEVICE_CUDA || (o.device == SK_DEVICE_AUTO && cudaAvailable());
-  if (cuda) {
-#ifdef SINKHORN_WITH_CUDA
-    if (!cudaAvailable()) throw Error(SK_NO_DEVICE, "device cuda requested but no CUDA device is usable");
-    helpers::CudaBackend backend(o.allow_tf32 != 0);
-    fn(backend);
-    return SK_DEVICE_CUDA;
-#else
-    throw Error(SK_NO_DEVICE, "device cuda requested but this build of the library has no CUDA support");
-#endif
-  }
-  CpuBackend backend;
-  fn(backend);
-  return SK_DEVICE_CPU;
+  return runOnBackend(o.device, o.allow_tf32 != 0, std::forward<Fn>(fn));
 }
 
 template <typename T>

@@ -37,7 +37,7 @@ public final class NdClouds {
         if (type != DataType.FLOAT && type != DataType.DOUBLE) {
             throw new IllegalArgumentException("x must be FLOAT or DOUBLE (got " + type + ")");
         }
-        requireType("y", y, type);
+        requireType("y", y, type, "x");
         if (x.rank() != 2 && x.rank() != 3) {
             throw new IllegalArgumentException("x must have shape (n, d) or (B, n, d) (got " + shapeOf(x) + ")");
         }
@@ -151,7 +151,7 @@ public final class NdClouds {
                 .reinterpret(contiguous.length() * width);
     }
 
-    private static MemorySegment writable(INDArray target, List<Writable> writes) {
+    static MemorySegment writable(INDArray target, List<Writable> writes) {
         if (target == null) return null;
         Writable w = new Writable(target);
         writes.add(w);
@@ -159,7 +159,7 @@ public final class NdClouds {
     }
 
     /** An output array, or a contiguous scratch array assigned to it after the call. */
-    private static final class Writable {
+    static final class Writable {
         final INDArray target, memory;
 
         Writable(INDArray target) {
@@ -176,7 +176,7 @@ public final class NdClouds {
     }
 
     private void requireWeights(String name, INDArray w, DataType type, long rows) {
-        requireType(name, w, type);
+        requireType(name, w, type, "x");
         long[] expected = batched ? new long[] {batch, rows} : new long[] {rows};
         if (!java.util.Arrays.equals(w.shape(), expected)) {
             throw new IllegalArgumentException(name + " must have shape " + java.util.Arrays.toString(expected)
@@ -184,15 +184,16 @@ public final class NdClouds {
         }
     }
 
-    private static void requireType(String name, INDArray array, DataType type) {
+    /** The array, named `name`, has the type of the array named `reference`. */
+    static void requireType(String name, INDArray array, DataType type, String reference) {
         Objects.requireNonNull(array, name);
         if (array.dataType() != type) {
-            throw new IllegalArgumentException(name + " has data type " + array.dataType() + ", x has " + type
+            throw new IllegalArgumentException(name + " has data type " + array.dataType() + ", " + reference + " has " + type
                     + ": all arrays must share one floating-point type");
         }
     }
 
-    private static String shapeOf(INDArray array) {
+    static String shapeOf(INDArray array) {
         return java.util.Arrays.toString(array.shape());
     }
 

@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.github.sinkhorn4j.core.SinkhornOptions;
 import io.github.sinkhorn4j.fixtures.Fixture;
 import io.github.sinkhorn4j.fixtures.Norms;
+import java.util.Map;
+import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -46,6 +48,26 @@ public final class TestArrays {
 
     public static void close(String what, double actual, double expected, double tolerance) {
         close(what, new double[] {actual}, new double[] {expected}, tolerance);
+    }
+
+    /**
+     * Central differences (value(v + h) - value(v - h)) / 2h of the scalar output `loss` of a graph
+     * with respect to every entry of the variable `variable`, whose array is perturbed in place.
+     */
+    public static double[] centralDifferences(SameDiff sd, Map<String, INDArray> placeholders, String loss, String variable,
+                                              double h) {
+        INDArray param = sd.getVariable(variable).getArr();
+        double[] numeric = new double[(int) param.length()];
+        for (int i = 0; i < numeric.length; i++) {
+            double v = param.getDouble(i);
+            param.putScalar(i, v + h);
+            double up = sd.output(placeholders, loss).get(loss).getDouble(0);
+            param.putScalar(i, v - h);
+            double down = sd.output(placeholders, loss).get(loss).getDouble(0);
+            param.putScalar(i, v);
+            numeric[i] = (up - down) / (2 * h);
+        }
+        return numeric;
     }
 
     /** The fixture's options: GeomLoss's schedule, or its fixed eps iterated to convergence. */

@@ -36,12 +36,13 @@ final class Anchors {
                 case FORWARD -> s.iters() == iters && s.eps() == eps && s.tf32();
                 case LOSS_AND_GRAD -> s.blur() == blur && s.scaling() == scaling && (device == Device.CPU || s.tf32());
                 case HVP -> s.blur() == blur && s.tf32();
+                case DENSE -> false;  // no anchor rows: the dense runs report their memory-traffic floor instead
             };
         }
 
         /** The run this row was timed with, under the timing given (reps, warm-ups) and a fixed seed. */
         RunSpec spec(int reps, int warmup) {
-            return new RunSpec(protocol, device, n, n, d, iters, eps, blur, scaling, solver, DType.FLOAT32, reps, warmup,
+            return new RunSpec(protocol, device, 1, n, n, d, iters, eps, blur, scaling, solver, DType.FLOAT32, reps, warmup,
                     true, 0);
         }
     }

@@ -2,6 +2,7 @@ package io.github.sinkhorn4j.benchmarks;
 
 import io.github.sinkhorn4j.core.CudaMemory;
 import io.github.sinkhorn4j.core.DType;
+import io.github.sinkhorn4j.core.DenseReport;
 import io.github.sinkhorn4j.core.Device;
 import io.github.sinkhorn4j.core.Sinkhorn;
 import io.github.sinkhorn4j.core.Solver;
@@ -15,6 +16,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.Supplier;
 
 /**
  * The benchmark runner: times protocols of the anchors file on the CPU or CUDA backend and prints
@@ -24,12 +26,15 @@ public final class BenchmarkRunner {
     private static final String USAGE = """
             usage: benchmarks/run [options]          (or .gpu-bundle/run.sh io.github.sinkhorn4j.benchmarks.BenchmarkRunner [options])
               --device cpu|cuda              backend (default cpu; cuda for --suite anchors)
-              --protocol forward|loss+grad|hvp
+              --protocol forward|loss+grad|hvp|dense
                                              forward: fixed eps, full cost, no debias, exactly --iters iterations, value only
                                              loss+grad: GeomLoss schedule (--blur, --scaling), debias, half cost, value + grad x
                                              hvp: value, gradient, then H v w.r.t. x (blur 0.1, no debias)   (default loss+grad)
-              --n N --m M --d D              cloud sizes and dimension (default n 2000, m = n, d 3)
-              --iters K --eps E              forward protocol (default 100, 0.1)
+                                             dense: the dense cost-matrix solver on --batch random n x m costs U(0, 1),
+                                             exactly --iters iterations at --eps, beside its memory-traffic floor
+              --n N --m M --d D              cloud sizes and dimension (default n 2000, m = n, d 3); dense: C is n x m
+              --batch B                      dense protocol: items of the batch (default 1)
+              --iters K --eps E              forward and dense protocols (default 100, 0.1)
               --blur B --scaling S           loss+grad and hvp (default 0.05 (hvp 0.1), 0.5)
               --solver symmetric|alternating (default symmetric)
               --dtype float32|float64        (default float32)
@@ -41,8 +46,8 @@ public final class BenchmarkRunner {
               --anchors DIR                  where the anchor files are (default ../shared/anchors; else built-in copies)
             Threads of the CPU backend: SINKHORN4J_NUM_THREADS (default: every hardware thread).""";
 
-    private static final Set<String> OPTIONS = Set.of("device", "protocol", "n", "m", "d", "iters", "eps", "blur", "scaling",
-            "solver", "dtype", "reps", "warmup", "tf32", "seed", "suite", "anchors");
+    private static final Set<String> OPTIONS = Set.of("device", "protocol", "batch", "n", "m", "d", "iters", "eps", "blur",
+            "scaling", "solver", "dtype", "reps", "warmup", "tf32", "seed", "suite", "anchors");
 
     private final Map<Device, String> deviceNames = new EnumMap<>(Device.class);
     private final Anchors anchors;
@@ -108,7 +113,7 @@ public final class BenchmarkRunner {
     static List<RunSpec> plan(Map<String, String> given, Anchors anchors) {
         String suite = given.get("suite");
         if (suite == null) return List.of(single(given));
-        for (String k : List.of("protocol", "n", "m", "d", "iters", "eps", "blur", "scaling", "solver")) {
+        for (String k : List.of("protocol", "batch", "n", "m", "d", "iters", "eps", "blur", "scaling", "solver")) {
             if (given.containsKey(k)) throw new IllegalArgumentException("--" + k + " is set by the suite's rows");
         }
         List<Anchors.Row> rows = switch (suite) {
@@ -120,7 +125,7 @@ public final class BenchmarkRunner {
         Set<RunSpec> specs = new LinkedHashSet<>();
         for (Anchors.Row row : rows) {
             RunSpec s = row.spec(integer(given, "reps", gpu ? 10 : 3), integer(given, "warmup", gpu ? 3 : 1));
-            specs.add(new RunSpec(s.protocol(), device(given, row.device()), s.n(), s.m(), s.d(), s.iters(), s.eps(), s.blur(),
+            specs.add(new RunSpec(s.protocol(), device(given, row.device()), s.batch(), s.n(), s.m(), s.d(), s.iters(), s.eps(), s.blur(),
                     s.scaling(), s.solver(), dtype(given), s.reps(), s.warmup(), tf32(given), integer(given, "seed", 0)));
         }
         return new ArrayList<>(specs);
@@ -129,7 +134,8 @@ public final class BenchmarkRunner {
     private static RunSpec single(Map<String, String> given) {
         Protocol protocol = Protocol.of(given.getOrDefault("protocol", Protocol.LOSS_AND_GRAD.label));
         long n = integer(given, "n", 2000);
-        return new RunSpec(protocol, device(given, Device.CPU), n, integer(given, "m", n), integer(given, "d", 3),
+        return new RunSpec(protocol, device(given, Device.CPU), integer(given, "batch", 1), n, integer(given, "m", n),
+                integer(given, "d", 3),
                 integer(given, "iters", RunSpec.DEFAULT_ITERS), number(given, "eps", RunSpec.DEFAULT_EPS),
                 number(given, "blur", protocol.defaultBlur()), number(given, "scaling", 0.5), solver(given), dtype(given),
                 integer(given, "reps", 5), integer(given, "warmup", 1), tf32(given), integer(given, "seed", 0));
@@ -190,31 +196,27 @@ public final class BenchmarkRunner {
         return e.name().toLowerCase(Locale.ROOT);
     }
 
-    /** Warm-ups, then reps timed runs (wall clock around the synchronous call); the record of the run. */
+    /** The record of one run: its configuration, then its timings and results (or an error). */
     private Map<String, Object> measure(RunSpec spec) {
         Map<String, Object> r = describe(spec);
         if (spec.device() == Device.CUDA && Sinkhorn.cudaDeviceCount() == 0) {
             r.put("error", "no CUDA device usable by the library (built without CUDA, no driver or no GPU)");
             return r;
         }
+        try {
+            if (spec.protocol() == Protocol.DENSE) measureDense(spec, r);
+            else measureSolve(spec, r);
+        } catch (RuntimeException e) {
+            r.put("error", e.getClass().getSimpleName() + ": " + e.getMessage());
+        }
+        return r;
+    }
+
+    private void measureSolve(RunSpec spec, Map<String, Object> r) {
         try (Workload work = new Workload(spec)) {
-            long processPeak = HostMemory.peakBytes();
-            boolean perRun = HostMemory.resetPeak();
-            CudaMemory.resetPeak();
-            for (int i = 0; i < spec.warmup(); i++) work.run();
-            double[] ms = new double[spec.reps()];
-            Workload.Result last = null;
-            for (int i = 0; i < spec.reps(); i++) {
-                long t0 = System.nanoTime();
-                last = work.run();
-                ms[i] = (System.nanoTime() - t0) / 1e6;
-            }
-            long runPeak = HostMemory.peakBytes();
-            Arrays.sort(ms);
-            double median = ms.length % 2 == 1 ? ms[ms.length / 2] : 0.5 * (ms[ms.length / 2 - 1] + ms[ms.length / 2]);
-            r.put("median_ms", median);
-            r.put("min_ms", ms[0]);
-            r.put("max_ms", ms[ms.length - 1]);
+            Timed<Workload.Result> timed = Timed.of(spec, work::run);
+            timed.putTimes(r);
+            Workload.Result last = timed.last();
             r.put("loss", last.solve().loss0());
             r.put("iterations", last.solve().iterations()[0]);
             r.put("device_used", lower(last.solve().device()));
@@ -223,25 +225,88 @@ public final class BenchmarkRunner {
                 r.put("cg_residual", last.hvp().cgResidual());
                 r.put("cg_converged", last.hvp().converged());
             }
-            r.put("peak_rss_bytes", runPeak);
-            r.put("peak_rss_scope", perRun ? "run" : "process");
-            r.put("process_peak_rss_bytes", Math.max(processPeak, runPeak));
-            // What the library held on the device (in use and cached) at its peak; 0 on the CPU.
-            r.put("peak_device_bytes", CudaMemory.usage().peakBytes());
+            timed.putMemory(r);
             List<Map<String, Object>> refs = new ArrayList<>();
             for (Anchors.Row a : anchors.matching(spec)) {
                 Map<String, Object> ref = new LinkedHashMap<>();
                 ref.put("what", a.what());
                 ref.put("source", a.source());
                 ref.put("ms", a.ms());
-                ref.put("ratio", median / a.ms());
+                ref.put("ratio", timed.medianMs() / a.ms());
                 refs.add(ref);
             }
             if (!refs.isEmpty()) r.put("anchors", refs);
-        } catch (RuntimeException e) {
-            r.put("error", e.getClass().getSimpleName() + ": " + e.getMessage());
         }
-        return r;
+    }
+
+    /**
+     * The whole call's times, and the library's time of the iterations alone (solve_ms: no transfers,
+     * argument checks or outputs), each beside the memory-traffic floor of a dense log-domain loop.
+     */
+    private void measureDense(RunSpec spec, Map<String, Object> r) {
+        try (DenseWorkload work = new DenseWorkload(spec)) {
+            Timed<DenseReport> timed = Timed.of(spec, work::run);
+            timed.putTimes(r);
+            double solveMs = median(timed.results().stream().mapToDouble(DenseReport::solveMs).sorted().toArray());
+            double floor = DenseWorkload.floorMs(spec);
+            r.put("median_solve_ms", solveMs);
+            r.put("floor_ms", floor);
+            r.put("floor_bandwidth_bytes_per_s", DenseWorkload.FLOOR_BANDWIDTH);
+            r.put("solve_floor_ratio", solveMs / floor);
+            r.put("call_floor_ratio", timed.medianMs() / floor);
+            DenseReport last = timed.last();
+            r.put("cost", last.cost0());
+            r.put("iterations", last.iterations()[0]);
+            r.put("device_used", lower(last.device()));
+            timed.putMemory(r);
+        }
+    }
+
+    /** Warm-ups, then reps timed runs (wall clock around the synchronous call), with the process's memory. */
+    private record Timed<R>(double[] sortedMs, List<R> results, long runPeak, boolean perRun, long processPeak) {
+        static <R> Timed<R> of(RunSpec spec, Supplier<R> run) {
+            long processPeak = HostMemory.peakBytes();
+            boolean perRun = HostMemory.resetPeak();
+            CudaMemory.resetPeak();
+            for (int i = 0; i < spec.warmup(); i++) run.get();
+            double[] ms = new double[spec.reps()];
+            List<R> results = new ArrayList<>();
+            for (int i = 0; i < spec.reps(); i++) {
+                long t0 = System.nanoTime();
+                results.add(run.get());
+                ms[i] = (System.nanoTime() - t0) / 1e6;
+            }
+            long runPeak = HostMemory.peakBytes();
+            Arrays.sort(ms);
+            return new Timed<>(ms, results, runPeak, perRun, processPeak);
+        }
+
+        double medianMs() {
+            return median(sortedMs);
+        }
+
+        R last() {
+            return results.get(results.size() - 1);
+        }
+
+        void putTimes(Map<String, Object> r) {
+            r.put("median_ms", medianMs());
+            r.put("min_ms", sortedMs[0]);
+            r.put("max_ms", sortedMs[sortedMs.length - 1]);
+        }
+
+        void putMemory(Map<String, Object> r) {
+            r.put("peak_rss_bytes", runPeak);
+            r.put("peak_rss_scope", perRun ? "run" : "process");
+            r.put("process_peak_rss_bytes", Math.max(processPeak, runPeak));
+            // What the library held on the device (in use and cached) at its peak; 0 on the CPU.
+            r.put("peak_device_bytes", CudaMemory.usage().peakBytes());
+        }
+    }
+
+    private static double median(double[] sorted) {
+        int n = sorted.length;
+        return n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
     }
 
     private Map<String, Object> describe(RunSpec s) {
@@ -250,19 +315,21 @@ public final class BenchmarkRunner {
         r.put("device", lower(s.device()));
         r.put("device_name", deviceNames.computeIfAbsent(s.device(), DeviceNames::of));
         if (s.device() == Device.CPU) r.put("threads", cpuThreads());
+        boolean dense = s.protocol() == Protocol.DENSE;
+        if (dense) r.put("batch", s.batch());
         r.put("n", s.n());
         r.put("m", s.m());
-        r.put("d", s.d());
+        if (!dense) r.put("d", s.d());
         r.put("dtype", lower(s.dtype()));
-        r.put("solver", lower(s.solver()));
-        if (s.protocol() == Protocol.FORWARD) {
+        if (!dense) r.put("solver", lower(s.solver()));
+        if (s.protocol() == Protocol.FORWARD || dense) {
             r.put("iters", s.iters());
             r.put("eps", s.eps());
         } else {
             r.put("blur", s.blur());
             r.put("scaling", s.scaling());
         }
-        if (s.device() == Device.CUDA) r.put("tf32", s.tf32());
+        if (s.device() == Device.CUDA && !dense) r.put("tf32", s.tf32());
         r.put("reps", s.reps());
         r.put("warmup", s.warmup());
         r.put("seed", s.seed());

@@ -9,7 +9,12 @@ enum Protocol {
     /** GeomLoss's schedule from blur and scaling, debiased, half cost; value and gradient w.r.t. x. */
     LOSS_AND_GRAD("loss+grad"),
     /** Value, gradient, then a Hessian-vector product w.r.t. x (blur 0.1, no debias). */
-    HVP("hvp");
+    HVP("hvp"),
+    /**
+     * The dense cost-matrix solver on random costs U(0, 1) (batch x n x m), balanced, uniform weights,
+     * fixed eps, exactly iters iterations; cost and potentials only.
+     */
+    DENSE("dense");
 
     final String label;
 
@@ -19,7 +24,7 @@ enum Protocol {
 
     static Protocol of(String label) {
         return Arrays.stream(values()).filter(p -> p.label.equals(label)).findFirst()
-                .orElseThrow(() -> new IllegalArgumentException("--protocol must be forward, loss+grad or hvp (got " + label + ")"));
+                .orElseThrow(() -> new IllegalArgumentException("--protocol must be forward, loss+grad, hvp or dense (got " + label + ")"));
     }
 
     double defaultBlur() {

@@ -1,15 +1,17 @@
 package io.github.sinkhorn4j.benchmarks;
 
 import io.github.sinkhorn4j.core.DType;
+import io.github.sinkhorn4j.core.DenseSinkhornOptions;
 import io.github.sinkhorn4j.core.Device;
 import io.github.sinkhorn4j.core.SinkhornOptions;
 import io.github.sinkhorn4j.core.Solver;
 
 /**
- * One measured configuration. {@code iters} and {@code eps} apply to the forward protocol, {@code
- * blur} and {@code scaling} to the others.
+ * One measured configuration. {@code iters} and {@code eps} apply to the forward and dense
+ * protocols, {@code blur} and {@code scaling} to the others; {@code batch} (items of n x m costs) to
+ * the dense protocol, which has no d.
  */
-record RunSpec(Protocol protocol, Device device, long n, long m, long d, int iters, double eps, double blur,
+record RunSpec(Protocol protocol, Device device, long batch, long n, long m, long d, int iters, double eps, double blur,
                double scaling, Solver solver, DType dtype, int reps, int warmup, boolean tf32, long seed) {
 
     static final int DEFAULT_ITERS = 100;
@@ -17,6 +19,7 @@ record RunSpec(Protocol protocol, Device device, long n, long m, long d, int ite
 
     RunSpec {
         if (device == Device.AUTO) throw new IllegalArgumentException("--device must be cpu or cuda");
+        positive("--batch", batch);
         positive("--n", n);
         positive("--m", m);
         positive("--d", d);
@@ -39,6 +42,12 @@ record RunSpec(Protocol protocol, Device device, long n, long m, long d, int ite
             case FORWARD -> b.eps(eps).nIters(iters).debias(false).halfCost(false).lastExtrapolation(false).build();
             case LOSS_AND_GRAD -> b.blur(blur).scaling(scaling).debias(true).halfCost(true).build();
             case HVP -> b.blur(blur).scaling(scaling).debias(false).halfCost(true).build();
+            case DENSE -> throw new IllegalStateException("the dense protocol runs the dense solver: see denseOptions()");
         };
+    }
+
+    /** The dense protocol's options: exactly iters iterations at eps (no threshold). */
+    DenseSinkhornOptions denseOptions() {
+        return DenseSinkhornOptions.builder().eps(eps).maxIters(iters).threshold(0).device(device).build();
     }
 }

@@ -174,6 +174,10 @@ int cpuThreadCount() {
   return count;
 }
 
+void parallelFor(int64_t count, double work, const std::function<void(int64_t)>& fn) {
+  runGrouped(count, work, [&](int, int, int64_t item) { fn(item); });
+}
+
 template <typename T>
 void CpuBackend::squaredNorms(const T* x, int64_t rows, int64_t d, T scale, T* out) {
   for (int64_t i = 0; i < rows; ++i) {

@@ -5,9 +5,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <new>
 #include <vector>
 
+#include "../dense.h"
 #include "../softmin.h"
 #include "sinkhorn4j.h"
 
@@ -19,6 +21,21 @@ struct BoundingBox;
 class CpuBackend {
  public:
   static constexpr int32_t kind = SK_DEVICE_CPU;
+
+  // The dense solver's primitives (../dense.h), in dense_kernels.cpp. The loop itself runs in
+  // dense_solver.h: this backend has no whole-loop launch.
+  static constexpr bool kResidentDense = false;
+  // The kernels return when their work is done.
+  void synchronize() {}
+  template <typename T>
+  void denseLse(const DenseBatch<T>& batch, const DenseLsePass<T>& pass);
+  // out_ij = P_ij = 2^(biasA_i + biasB_j - C_ij scale2), 0 where masked.
+  template <typename T>
+  void densePlan(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, T* out);
+  // out = P @ v (batch x n x k, v batch x m x k), or P^T @ v when transpose (batch x m x k, v batch x n x k).
+  template <typename T>
+  void densePlanProduct(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, bool transpose,
+                        int64_t k, const T* v, T* out);
 
   void* allocate(size_t bytes) {
     void* p = std::malloc(bytes);
@@ -47,6 +64,10 @@ class CpuBackend {
 
 // Worker threads used by the CPU kernels: SINKHORN4J_NUM_THREADS, else every hardware thread.
 int cpuThreadCount();
+
+// Runs fn(item) for every item in [0, count) on the worker threads (on the calling thread alone when
+// the work, in multiply-adds, is small); each item must write outputs of its own.
+void parallelFor(int64_t count, double work, const std::function<void(int64_t)>& fn);
 
 }  // namespace helpers
 }  // namespace sinkhorn

@@ -18,6 +18,7 @@
 #include "../backend.h"
 #include "../bounding_box.h"
 #include "softmin_launch.h"
+#include "dense_launch.h"
 #include "system/status.h"
 
 namespace sinkhorn {
@@ -93,6 +94,11 @@ struct BackendState {
   size_t biasesBytes = 0;
   unsigned long long* diffBits = nullptr;
   size_t diffCount = 0;
+  // The dense column pass's split partials, and its arrival counters (zero between launches).
+  void* densePartials = nullptr;
+  size_t densePartialsBytes = 0;
+  void* denseCounters = nullptr;
+  size_t denseCountersBytes = 0;
 
   // TF32-rounded, padded copies of clouds, valid until the source is written through this backend.
   struct Prepared {
@@ -362,6 +368,72 @@ void CudaBackend::synchronize() {
   state_->select();
   cuda::check(cudaStreamSynchronize(state_->stream), "stream synchronisation");
 }
+
+template <typename T>
+void CudaBackend::denseLse(const DenseBatch<T>& b, const DenseLsePass<T>& p) {
+  BackendState& s = *state_;
+  s.select();
+  if (!p.columns) {
+    cuda::launchDenseRows(b, p, s.stream);
+    cuda::check(cudaGetLastError(), "dense row pass launch");
+    return;
+  }
+  const cuda::DenseColumnLayout layout = cuda::denseColumnLayout(b.batch, b.n, b.m, s.smCount);
+  T* partials = nullptr;
+  unsigned* counters = nullptr;
+  if (layout.splits > 1) {
+    partials = static_cast<T*>(s.workspace(s.densePartials, s.densePartialsBytes,
+                                           cuda::denseColumnPartials(layout, b.batch, b.m) * sizeof(T)));
+    const size_t counterBytes = cuda::denseColumnCounters(layout, b.batch) * sizeof(unsigned);
+    if (counterBytes > s.denseCountersBytes) {
+      s.workspace(s.denseCounters, s.denseCountersBytes, counterBytes);
+      cuda::check(cudaMemsetAsync(s.denseCounters, 0, counterBytes, s.stream), "dense column pass counters");
+    }
+    counters = static_cast<unsigned*>(s.denseCounters);
+  }
+  cuda::launchDenseColumns(b, p, layout, partials, counters, s.stream);
+  cuda::check(cudaGetLastError(), "dense column pass launch");
+}
+
+template <typename T>
+void CudaBackend::densePlan(const DenseBatch<T>& b, const T* biasA, const T* biasB, T scale2, T* out) {
+  BackendState& s = *state_;
+  s.select();
+  cuda::launchDensePlan(b, biasA, biasB, scale2, out, s.stream);
+  cuda::check(cudaGetLastError(), "dense plan kernel launch");
+}
+
+template <typename T>
+void CudaBackend::densePlanProduct(const DenseBatch<T>& b, const T* biasA, const T* biasB, T scale2, bool transpose,
+                                   int64_t k, const T* v, T* out) {
+  BackendState& s = *state_;
+  s.select();
+  cuda::launchDensePlanProduct(b, biasA, biasB, scale2, transpose, k, v, out, s.stream);
+  cuda::check(cudaGetLastError(), "dense plan product kernel launch");
+}
+
+template <typename T>
+bool CudaBackend::denseResident(const DenseBatch<T>& b, const DenseResidentSolve<T>& solve) {
+  BackendState& s = *state_;
+  s.select();
+  cuda::DenseDevice device{s.smCount, 0, 0};
+  cuda::check(cudaDeviceGetAttribute(&device.computeMajor, cudaDevAttrComputeCapabilityMajor, s.device),
+              "cudaDeviceGetAttribute");
+  cuda::check(cudaDeviceGetAttribute(&device.maxSharedPerBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, s.device),
+              "cudaDeviceGetAttribute");
+  const bool launched = cuda::launchDenseResident(b, solve, device, s.stream);
+  cuda::check(cudaGetLastError(), "dense resident solve launch");
+  return launched;
+}
+
+#define SINKHORN_CUDA_DENSE_INSTANTIATE(T)                                                                    \
+  template void CudaBackend::denseLse<T>(const DenseBatch<T>&, const DenseLsePass<T>&);                      \
+  template void CudaBackend::densePlan<T>(const DenseBatch<T>&, const T*, const T*, T, T*);                   \
+  template void CudaBackend::densePlanProduct<T>(const DenseBatch<T>&, const T*, const T*, T, bool, int64_t, \
+                                                 const T*, T*);                                              \
+  template bool CudaBackend::denseResident<T>(const DenseBatch<T>&, const DenseResidentSolve<T>&);
+SINKHORN_CUDA_DENSE_INSTANTIATE(float)
+SINKHORN_CUDA_DENSE_INSTANTIATE(double)
 
 template <typename T>
 void CudaBackend::squaredNorms(const T* x, int64_t rows, int64_t d, T scale, T* out) {

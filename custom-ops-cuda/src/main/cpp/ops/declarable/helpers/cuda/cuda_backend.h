@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "../dense.h"
 #include "../softmin.h"
 #include "sinkhorn4j.h"
 
@@ -68,6 +69,20 @@ class CudaBackend {
 
   // Blocks until the queued work is done (throws on a device fault).
   void synchronize();
+
+  // The dense solver's primitives (../dense.h), kernels in dense_kernels.cu.
+  template <typename T>
+  void denseLse(const DenseBatch<T>& batch, const DenseLsePass<T>& pass);
+  template <typename T>
+  void densePlan(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, T* out);
+  template <typename T>
+  void densePlanProduct(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, bool transpose,
+                        int64_t k, const T* v, T* out);
+  // The whole loop of dense_solver.h in one launch when an item's costs fit the shared memory of a
+  // cluster of CTAs; false, with nothing done, otherwise.
+  static constexpr bool kResidentDense = true;
+  template <typename T>
+  bool denseResident(const DenseBatch<T>& batch, const DenseResidentSolve<T>& solve);
 
  private:
   std::unique_ptr<cuda::BackendState> state_;

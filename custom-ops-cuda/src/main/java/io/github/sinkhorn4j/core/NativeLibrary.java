@@ -56,6 +56,23 @@ final class NativeLibrary {
             JAVA_INT.withName("cg_iterations"), JAVA_INT.withName("converged"), JAVA_DOUBLE.withName("cg_residual"),
             JAVA_INT.withName("device_used"), MemoryLayout.paddingLayout(4));
 
+    static final StructLayout DENSE_OPTIONS = MemoryLayout.structLayout(
+            JAVA_DOUBLE.withName("eps"), JAVA_DOUBLE.withName("tau_a"), JAVA_DOUBLE.withName("tau_b"),
+            JAVA_DOUBLE.withName("threshold"), JAVA_INT.withName("max_iters"), JAVA_INT.withName("check_every"),
+            JAVA_INT.withName("device"), MemoryLayout.paddingLayout(4));
+
+    static final StructLayout DENSE_INPUTS = MemoryLayout.structLayout(
+            JAVA_INT.withName("dtype"), MemoryLayout.paddingLayout(4), JAVA_LONG.withName("batch"),
+            JAVA_LONG.withName("n"), JAVA_LONG.withName("m"), ADDRESS.withName("c"), ADDRESS.withName("a"),
+            ADDRESS.withName("b"), ADDRESS.withName("mask_a"), ADDRESS.withName("mask_b"));
+
+    static final StructLayout DENSE_OUTPUTS = MemoryLayout.structLayout(
+            ADDRESS.withName("cost"), ADDRESS.withName("iterations"), ADDRESS.withName("converged"),
+            ADDRESS.withName("device_used"), ADDRESS.withName("solve_ms"), ADDRESS.withName("f"), ADDRESS.withName("g"),
+            ADDRESS.withName("plan"), ADDRESS.withName("grad_a"), ADDRESS.withName("grad_b"));
+
+    static final MethodHandle DENSE_SINKHORN;
+    static final MethodHandle DENSE_PLAN_PRODUCT;
     static final MethodHandle DIVERGENCE;
     static final MethodHandle PLAN_PRODUCT;
     static final MethodHandle HVP;
@@ -71,6 +88,10 @@ final class NativeLibrary {
     static {
         SymbolLookup lookup = SymbolLookup.libraryLookup(libraryPath(), Arena.global());
         Linker linker = Linker.nativeLinker();
+        DENSE_SINKHORN = linker.downcallHandle(lookup.findOrThrow("sk_dense_sinkhorn"),
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+        DENSE_PLAN_PRODUCT = linker.downcallHandle(lookup.findOrThrow("sk_dense_plan_product"),
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS));
         DIVERGENCE = linker.downcallHandle(lookup.findOrThrow("sk_divergence"),
                 FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
         PLAN_PRODUCT = linker.downcallHandle(lookup.findOrThrow("sk_plan_product"),

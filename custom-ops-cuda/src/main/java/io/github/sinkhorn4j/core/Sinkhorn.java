@@ -296,7 +296,7 @@ public final class Sinkhorn {
         }
     }
 
-    private static double[] toDoubles(DType t, MemorySegment s) {
+    static double[] toDoubles(DType t, MemorySegment s) {
         if (s == null) return null;
         double[] out = new double[(int) (s.byteSize() / t.bytes())];
         for (int i = 0; i < out.length; i++) out[i] = t.get(s, i);
@@ -316,7 +316,7 @@ public final class Sinkhorn {
         }
     }
 
-    private static void requireRoom(String name, MemorySegment s, long count, long bytes) {
+    static void requireRoom(String name, MemorySegment s, long count, long bytes) {
         Objects.requireNonNull(s, name);
         if (s.byteSize() < count * bytes) {
             throw new IllegalArgumentException(name + " holds " + s.byteSize() / bytes + " values, " + count + " needed");
@@ -363,18 +363,18 @@ public final class Sinkhorn {
         return s;
     }
 
-    private static void setAddress(MemorySegment struct, java.lang.foreign.StructLayout layout, String field, MemorySegment value) {
+    static void setAddress(MemorySegment struct, java.lang.foreign.StructLayout layout, String field, MemorySegment value) {
         struct.set(ADDRESS, offset(layout, field), value);
     }
 
-    private static RuntimeException rethrow(Throwable t) {
+    static RuntimeException rethrow(Throwable t) {
         if (t instanceof RuntimeException r) return r;
         if (t instanceof Error e) throw e;
         return new IllegalStateException(t);
     }
 
     /** Native stand-ins for heap segments: inputs copied in, outputs copied back after the call. */
-    private static final class Transfers {
+    static final class Transfers {
         private final Arena arena;
         private final List<MemorySegment[]> pending = new ArrayList<>();
 

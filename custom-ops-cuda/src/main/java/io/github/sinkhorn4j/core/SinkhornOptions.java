@@ -73,11 +73,11 @@ public final class SinkhornOptions {
         if (innerIterations < 1) throw bad("innerIterations", innerIterations, "must be >= 1");
     }
 
-    private static void positive(String name, double v) {
+    static void positive(String name, double v) {
         if (!(v > 0) || Double.isInfinite(v)) throw bad(name, v, "must be finite and > 0");
     }
 
-    private static IllegalArgumentException bad(String name, Object value, String rule) {
+    static IllegalArgumentException bad(String name, Object value, String rule) {
         return new IllegalArgumentException(name + " " + rule + " (got " + value + ")");
     }
 
@@ -165,11 +165,8 @@ public final class SinkhornOptions {
      */
     public static SinkhornOptions fromMap(Map<String, ?> map) {
         Builder b = builder();
-        for (Map.Entry<String, ?> e : map.entrySet()) {
-            String key = e.getKey();
-            Object v = e.getValue();
-            if (v == null) continue;
-            switch (camelCase(key)) {
+        forEachOption(map, (name, key, v) -> {
+            switch (name) {
                 case "blur" -> b.blur(number(key, v));
                 case "scaling" -> b.scaling(number(key, v));
                 case "debias" -> b.debias(bool(key, v));
@@ -190,8 +187,20 @@ public final class SinkhornOptions {
                 case "allowTf32" -> b.allowTf32(bool(key, v));
                 default -> throw new IllegalArgumentException("unknown option '" + key + "'");
             }
-        }
+        });
         return b.build();
+    }
+
+    /** One entry of an options map: the builder's name of the option, the key as given, its value. */
+    interface OptionEntry {
+        void accept(String name, String key, Object value);
+    }
+
+    /** The non-null entries of an options map, snake_case keys named in camelCase. */
+    static void forEachOption(Map<String, ?> map, OptionEntry entry) {
+        for (Map.Entry<String, ?> e : map.entrySet()) {
+            if (e.getValue() != null) entry.accept(camelCase(e.getKey()), e.getKey(), e.getValue());
+        }
     }
 
     private static String camelCase(String key) {
@@ -208,7 +217,7 @@ public final class SinkhornOptions {
         return sb.toString();
     }
 
-    private static double number(String key, Object v) {
+    static double number(String key, Object v) {
         if (v instanceof Number n) return n.doubleValue();
         if (v instanceof String s) {
             try {
@@ -220,7 +229,7 @@ public final class SinkhornOptions {
         throw new IllegalArgumentException("option '" + key + "' must be a number (got " + v + ")");
     }
 
-    private static boolean bool(String key, Object v) {
+    static boolean bool(String key, Object v) {
         if (v instanceof Boolean b) return b;
         if (v instanceof Number n) return n.doubleValue() != 0;
         if (v instanceof String s && (s.equalsIgnoreCase("true") || s.equalsIgnoreCase("false"))) return Boolean.parseBoolean(s);
@@ -242,7 +251,7 @@ public final class SinkhornOptions {
         throw new IllegalArgumentException("option '" + key + "' must be a list of numbers (got " + v + ")");
     }
 
-    private static <E extends Enum<E>> E enumValue(Class<E> type, String key, Object v) {
+    static <E extends Enum<E>> E enumValue(Class<E> type, String key, Object v) {
         if (type.isInstance(v)) return type.cast(v);
         try {
             return Enum.valueOf(type, v.toString().toUpperCase(Locale.ROOT));

@@ -41,7 +41,7 @@ final class RoutingExecutioner implements InvocationHandler {
     @Override
     public Object invoke(Object proxy, Method method, Object[] args) throws Throwable {
         String name = method.getName();
-        if (args != null && args.length > 0 && args[0] instanceof SinkhornCustomOp op) {
+        if (args != null && args.length > 0 && args[0] instanceof RoutedOp op) {
             OpContext context = args.length > 1 && args[1] instanceof OpContext c ? c : null;
             switch (name) {
                 case "exec" -> { return op.execute(context); }

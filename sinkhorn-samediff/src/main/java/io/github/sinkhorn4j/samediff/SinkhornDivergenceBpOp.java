@@ -63,13 +63,7 @@ public final class SinkhornDivergenceBpOp extends SinkhornCustomOp {
             if (forward.isEmpty()) {
                 throw new IllegalStateException(OP_NAME + ": the forward op produced no gradients (it was not asked for them)");
             }
-            INDArray target = out.get(i);
-            target.assign(forward);
-            if (!batched || incoming.length() == 1) {
-                target.muli(incoming.getDouble(0));
-            } else {
-                for (int k = 0; k < target.size(0); k++) target.slice(k).muli(incoming.getDouble(k));
-            }
+            scaleByItem(out.get(i), forward, incoming, batched);
         }
     }
 

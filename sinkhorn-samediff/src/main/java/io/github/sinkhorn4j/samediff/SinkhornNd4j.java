@@ -46,7 +46,7 @@ public final class SinkhornNd4j {
             if (opsRegistered) return;
             Map<String, DifferentialFunction> byName = ImportClassMapping.getOpNameMapping();
             for (DifferentialFunction op : List.of(new SinkhornDivergenceOp(), new SinkhornDivergenceBpOp(),
-                    new SinkhornDivergenceHvpOp())) {
+                    new SinkhornDivergenceHvpOp(), new DenseSinkhornOp(), new DenseSinkhornBpOp())) {
                 byName.putIfAbsent(op.opName(), op);
             }
             opsRegistered = true;

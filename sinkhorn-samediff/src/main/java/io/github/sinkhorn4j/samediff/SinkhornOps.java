@@ -1,5 +1,6 @@
 package io.github.sinkhorn4j.samediff;
 
+import io.github.sinkhorn4j.core.DenseSinkhornOptions;
 import io.github.sinkhorn4j.core.SinkhornOptions;
 import java.util.Objects;
 import org.nd4j.autodiff.samediff.SDVariable;
@@ -78,6 +79,37 @@ public final class SinkhornOps {
             if (gradB != null) gradB = sd.updateVariableNameAndReference(gradB, name + "/grad_b");
         }
         return new SinkhornDivergenceGradients(loss, g[0], g[1], gradA, gradB);
+    }
+
+    /**
+     * Entropic OT on explicit costs c (N, M) or (B, N, M), computed by other ops or given, with
+     * weights a and b (null: uniform over the present entries): the cost, a scalar or (B), marked as a
+     * loss variable. Gradients reach c, a and b ({@link DenseSinkhornBpOp}).
+     */
+    public static SDVariable denseSinkhorn(SameDiff sd, String name, SDVariable c, SDVariable a, SDVariable b,
+                                           DenseSinkhornOptions options) {
+        return denseSinkhorn(sd, name, c, a, b, null, null, options).cost();
+    }
+
+    /**
+     * The same with masks maskA (N) / (B, N) and maskB (M) / (B, M) for variable lengths (BOOL or
+     * numeric, nonzero for present; null: all present), and the potentials, named {@code name},
+     * {@code name + "/f"} and {@code name + "/g"} (a null name lets SameDiff choose).
+     */
+    public static DenseSinkhornVariables denseSinkhorn(SameDiff sd, String name, SDVariable c, SDVariable a, SDVariable b,
+                                                       SDVariable maskA, SDVariable maskB, DenseSinkhornOptions options) {
+        Objects.requireNonNull(sd, "sd");
+        Objects.requireNonNull(c, "C");
+        Objects.requireNonNull(options, "options");
+        SDVariable[] out = new DenseSinkhornOp(sd, c, a, b, maskA, maskB, options).outputVariables();
+        SDVariable cost = out[DenseSinkhornOp.COST], f = out[DenseSinkhornOp.F], g = out[DenseSinkhornOp.G];
+        cost.markAsLoss();
+        if (name != null) {
+            cost = sd.updateVariableNameAndReference(cost, name);
+            f = sd.updateVariableNameAndReference(f, name + "/f");
+            g = sd.updateVariableNameAndReference(g, name + "/g");
+        }
+        return new DenseSinkhornVariables(cost, f, g);
     }
 
     /** Eager: the divergence between uniform clouds, a scalar or (B), run through the op. */

@@ -1,5 +1,6 @@
 package io.github.sinkhorn4j.samediff;
 
+import static io.github.sinkhorn4j.TestArrays.centralDifferences;
 import static io.github.sinkhorn4j.TestArrays.close;
 import static io.github.sinkhorn4j.TestArrays.doubles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -52,19 +53,7 @@ class SameDiffGraphTest {
 
         Map<String, INDArray> grads = sd.calculateGradients(null, "W", "c", "logits");
         for (String name : List.of("W", "c", "logits")) {
-            INDArray param = sd.getVariable(name).getArr();
-            double[] numeric = new double[(int) param.length()];
-            double h = 1e-5;
-            for (int i = 0; i < numeric.length; i++) {
-                double v = param.getDouble(i);
-                param.putScalar(i, v + h);
-                double up = sd.output((Map<String, INDArray>) null, "total").get("total").getDouble(0);
-                param.putScalar(i, v - h);
-                double down = sd.output((Map<String, INDArray>) null, "total").get("total").getDouble(0);
-                param.putScalar(i, v);
-                numeric[i] = (up - down) / (2 * h);
-            }
-            close("d total / d " + name, doubles(grads.get(name)), numeric, 1e-6);
+            close("d total / d " + name, doubles(grads.get(name)), centralDifferences(sd, null, "total", name, 1e-5), 1e-6);
         }
     }
 

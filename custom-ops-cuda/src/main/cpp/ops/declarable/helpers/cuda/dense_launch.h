@@ -1,0 +1,55 @@
+// Internal interface between the CUDA backend (cuda_backend.cu) and the dense solver's kernels
+// (dense_kernels.cu): the launchers. Not part of the library's API.
+#ifndef SINKHORN_HELPERS_CUDA_DENSE_LAUNCH_H
+#define SINKHORN_HELPERS_CUDA_DENSE_LAUNCH_H
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../dense.h"
+
+namespace sinkhorn {
+namespace helpers {
+namespace cuda {
+
+// A column pass cuts each item's columns into chunks of 32 (a warp's width) and, to fill the GPU,
+// its rows into `splits` ranges; split partial results go to a workspace and the last CTA of a chunk
+// to arrive merges them.
+struct DenseColumnLayout {
+  int64_t chunks;
+  int64_t splits;
+};
+DenseColumnLayout denseColumnLayout(int64_t batch, int64_t n, int64_t m, int smCount);
+// Workspace of a layout: partials (2 x batch x splits x m values) and one arrival counter per
+// (item, chunk). The counters must be zero before a launch; every launch leaves them zero.
+size_t denseColumnPartials(const DenseColumnLayout& layout, int64_t batch, int64_t m);
+size_t denseColumnCounters(const DenseColumnLayout& layout, int64_t batch);
+
+template <typename T>
+void launchDenseRows(const DenseBatch<T>& batch, const DenseLsePass<T>& pass, void* stream);
+template <typename T>
+void launchDenseColumns(const DenseBatch<T>& batch, const DenseLsePass<T>& pass, const DenseColumnLayout& layout,
+                        T* partials, unsigned* counters, void* stream);
+template <typename T>
+void launchDensePlan(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, T* out, void* stream);
+template <typename T>
+void launchDensePlanProduct(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, bool transpose,
+                            int64_t k, const T* v, T* out, void* stream);
+
+// What the resident solve needs to know about the device.
+struct DenseDevice {
+  int smCount;
+  int computeMajor;        // clusters of CTAs from 9 (Hopper) on
+  int maxSharedPerBlock;   // opt-in bytes of dynamic shared memory per CTA
+};
+// The whole loop in one launch, each item held in the shared memory of a cluster of CTAs. Returns
+// false, launching nothing, when no cluster holds an item on this device.
+template <typename T>
+bool launchDenseResident(const DenseBatch<T>& batch, const DenseResidentSolve<T>& solve, const DenseDevice& device,
+                         void* stream);
+
+}  // namespace cuda
+}  // namespace helpers
+}  // namespace sinkhorn
+
+#endif

@@ -1,0 +1,113 @@
+package io.github.sinkhorn4j.core;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Random;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * The dense solver on CUDA against the CPU backend, on random batched problems with variable
+ * lengths. The sizes reach both CUDA paths: items that fit the shared memory of a cluster of CTAs
+ * (the resident solve, the whole loop in one launch) and items that do not (a launch per pass; tall
+ * items split their column passes over several CTAs). Run on the GPU machine (tag "gpu").
+ */
+@Tag("gpu")
+class DenseCudaTest {
+    private static final double EPS = 0.25;
+
+    private static DenseSinkhornOptions options(Device device, Double tauA, Double tauB, int maxIters, double threshold) {
+        return DenseSinkhornOptions.builder().eps(EPS).tauA(tauA).tauB(tauB).maxIters(maxIters).threshold(threshold)
+                .device(device).gradients(true).build();
+    }
+
+    private static DenseSinkhornResult solve(DenseSinkhornOptions o, DenseReference.Batch p, boolean float32) {
+        return float32
+                ? DenseSinkhorn.solve(o, p.cFloats(), p.batch(), p.n(), p.m(), p.aFloats(), p.bFloats(), p.maskA(), p.maskB())
+                : DenseSinkhorn.solve(o, p.c(), p.batch(), p.n(), p.m(), p.a(), p.b(), p.maskA(), p.maskB());
+    }
+
+    /** |actual - expected| <= tolerance * max |expected| over the array. */
+    private static void close(String what, double[] actual, double[] expected, double tolerance) {
+        double scale = 0;
+        for (double e : expected) scale = Math.max(scale, Math.abs(e));
+        DenseSinkhornTest.close(what, actual, expected, tolerance * Math.max(scale, 1e-300));
+    }
+
+    /**
+     * maxIters 100 without threshold compares the iterates themselves (unconverged); a threshold
+     * compares the stopping points, which may differ by one check interval.
+     */
+    @ParameterizedTest(name = "{0}: batch {1}, n {2}, m {3}, tauA {4}, tauB {5}, masks {6}, maxIters {7}, threshold {8}")
+    @CsvSource({
+        // resident: a cluster of CTAs holds each item
+        "float32, 8, 256, 256,    ,    , true, 100, 0",
+        "float32, 8, 256, 256, 0.5, 2.0, true, 5000, 1e-5",
+        "float64, 3, 100, 130,    , 2.0, true, 100, 0",
+        "float64, 3, 100, 130,    ,    , false, 5000, 1e-11",
+        "float32, 64, 33, 17,  0.5,    , true, 5000, 1e-5",
+        // a launch per pass: items too large for a cluster
+        "float64, 2, 300, 3000,   ,    , true, 100, 0",
+        "float64, 2, 300, 3000, 0.5, 0.5, true, 5000, 1e-11",
+        "float32, 4, 700, 900,    ,    , true, 5000, 1e-5",
+        // tall items: column passes split over many CTAs and merged
+        "float32, 1, 20000, 40,   ,    , false, 100, 0",
+        "float64, 2, 9000, 70,  2.0,   , true, 5000, 1e-11",
+    })
+    void cudaMatchesTheCpu(String dtype, int batch, int n, int m, Double tauA, Double tauB, boolean masked, int maxIters,
+                           double threshold) {
+        boolean float32 = dtype.equals("float32");
+        DenseReference.Batch p = DenseReference.random(new Random(31L * n + m), batch, n, m, masked);
+        DenseSinkhornResult cpu = solve(options(Device.CPU, tauA, tauB, maxIters, threshold), p, float32);
+        DenseSinkhornResult gpu = solve(options(Device.CUDA, tauA, tauB, maxIters, threshold), p, float32);
+        assertEquals(Device.CUDA, gpu.report().device());
+        double tol = float32 ? 2e-4 : 1e-9;
+        close("cost", gpu.cost(), cpu.cost(), float32 ? 1e-5 : 1e-11);
+        close("f", gpu.f(), cpu.f(), tol);
+        close("g", gpu.g(), cpu.g(), tol);
+        close("plan", gpu.plan(), cpu.plan(), tol);
+        close("gradA", gpu.gradA(), cpu.gradA(), tol);
+        close("gradB", gpu.gradB(), cpu.gradB(), tol);
+        assertArrayEquals(cpu.report().converged(), gpu.report().converged());
+        for (int k = 0; k < batch; k++) {
+            int difference = Math.abs(cpu.report().iterations()[k] - gpu.report().iterations()[k]);
+            assertTrue(threshold == 0 ? difference == 0 : difference <= DenseSinkhornOptions.DEFAULT_CHECK_EVERY,
+                    "iterations of item " + k + ": cpu " + cpu.report().iterations()[k] + ", cuda " + gpu.report().iterations()[k]);
+        }
+    }
+
+    @ParameterizedTest(name = "{0}: batch {1}, n {2}, m {3}, k {4}, transpose {5}")
+    @CsvSource({
+        "float64, 3, 100, 130, 3, false", "float64, 3, 100, 130, 11, true",
+        "float32, 2, 700, 900, 11, false", "float32, 2, 700, 900, 3, true",
+    })
+    void planProductsMatchTheCpu(String dtype, int batch, int n, int m, int k, boolean transpose) {
+        boolean float32 = dtype.equals("float32");
+        DType t = float32 ? DType.FLOAT32 : DType.FLOAT64;
+        DenseReference.Batch p = DenseReference.random(new Random(7L * n + k), batch, n, m, true);
+        DenseSinkhornResult solved = solve(options(Device.CPU, null, 2.0, 200, 0), p, float32);
+        Random rnd = new Random(k);
+        double[] v = new double[batch * (transpose ? n : m) * k];
+        for (int i = 0; i < v.length; i++) v[i] = rnd.nextGaussian();
+        int outLength = batch * (transpose ? m : n) * k;
+        double[][] out = new double[2][];
+        Device[] devices = {Device.CPU, Device.CUDA};
+        for (int d = 0; d < 2; d++) {
+            DenseSinkhornOptions o = options(devices[d], null, 2.0, 200, 0);
+            MemorySegment result = segment(t, new double[outLength]);
+            DenseProblem problem = DenseProblem.of(t, batch, n, m, segment(t, p.c()), segment(t, p.a()), segment(t, p.b()),
+                    DenseSinkhornTest.bytes(p.maskA()), DenseSinkhornTest.bytes(p.maskB()));
+            DenseSinkhorn.planProduct(o, problem, segment(t, solved.f()), segment(t, solved.g()), transpose, k, segment(t, v), result);
+            out[d] = Sinkhorn.toDoubles(t, result);
+        }
+        close("plan product", out[1], out[0], float32 ? 1e-5 : 1e-12);
+    }
+
+    private static MemorySegment segment(DType t, double[] values) {
+        return t == DType.FLOAT32 ? MemorySegment.ofArray(DenseReference.floats(values)) : MemorySegment.ofArray(values.clone());
+    }
+}
