@@ -37,6 +37,10 @@ constexpr int kColumnUnroll = 4;    // rows per step of a column reduction
 constexpr int kChunk = 32;          // columns per CTA of a column pass
 constexpr int64_t kMinSplitRows = 64;
 constexpr int kMaxCluster = 8;      // the portable cluster size
+// The resident solve has one CTA per SM (its slab fills the shared memory): more warps hide the
+// latency of its dependent exponentials, shuffles and cluster reads.
+constexpr int kResidentThreads = 512;
+constexpr int kResidentWarps = kResidentThreads / 32;
 constexpr int kProductColumns = 8;  // columns of v per plan-product launch slice
 
 // A running base-2 log-sum-exp: sum 2^(s - max).
@@ -296,7 +300,7 @@ ResidentShape residentShape(int64_t n, int64_t m, int cluster) {
   // slab R x m; column biases, partial maxima and sums (3 m); row biases, f, log2 a (3 R); g (M/K);
   // the cluster's change slots (K) and a reduction scratch; then R presence bytes.
   const size_t values = size_t(s.rowsPerCta) * size_t(m) + 3 * size_t(m) + 3 * size_t(s.rowsPerCta) +
-                        size_t(s.colsPerCta) + size_t(cluster) + kWarps;
+                        size_t(s.colsPerCta) + size_t(cluster) + kResidentWarps;
   s.smemBytes = values * sizeof(T) + size_t(s.rowsPerCta);
   return s;
 }
@@ -329,7 +333,7 @@ __device__ __forceinline__ U* inCta(U* p, int q, int cluster) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) denseResidentKernel(const DenseBatch<T> b, const DenseResidentSolve<T> r,
+__global__ void __launch_bounds__(kResidentThreads) denseResidentKernel(const DenseBatch<T> b, const DenseResidentSolve<T> r,
                                                                 const ResidentShape shape) {
   extern __shared__ __align__(16) unsigned char smemRaw[];
   const int K = shape.cluster, R = shape.rowsPerCta, MC = shape.colsPerCta;
@@ -348,18 +352,18 @@ __global__ void __launch_bounds__(kThreads) denseResidentKernel(const DenseBatch
   T* g = log2a + R;                          // the columns this CTA merges
   T* slots = g + MC;                         // each CTA's largest change, per rank
   T* scratch = slots + K;
-  uint8_t* present = reinterpret_cast<uint8_t*>(scratch + kWarps);
+  uint8_t* present = reinterpret_cast<uint8_t*>(scratch + kResidentWarps);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
   const T* source = b.cost + (item * n + row0) * m;
-  for (int64_t e = tid; e < int64_t(rows) * m; e += kThreads) slab[e] = source[e];
-  for (int64_t j = tid; j < m; j += kThreads) colBias[j] = b.log2B[item * m + j];  // g = 0
-  for (int i = tid; i < rows; i += kThreads) {
+  for (int64_t e = tid; e < int64_t(rows) * m; e += kResidentThreads) slab[e] = source[e];
+  for (int64_t j = tid; j < m; j += kResidentThreads) colBias[j] = b.log2B[item * m + j];  // g = 0
+  for (int i = tid; i < rows; i += kResidentThreads) {
     log2a[i] = b.log2A[item * n + row0 + i];
     present[i] = b.maskA[item * n + row0 + i];
     f[i] = 0;
   }
-  for (int jj = tid; jj < cols; jj += kThreads) g[jj] = 0;
+  for (int jj = tid; jj < cols; jj += kResidentThreads) g[jj] = 0;
   __syncthreads();
 
   int it = 0;
@@ -368,7 +372,7 @@ __global__ void __launch_bounds__(kThreads) denseResidentKernel(const DenseBatch
     ++it;
     const bool check = r.threshold > 0 && it % r.checkEvery == 0;
     T change = 0;
-    for (int i = warp; i < rows; i += kWarps) {
+    for (int i = warp; i < rows; i += kResidentWarps) {
       T fNew = 0, bias = -INFINITY;
       if (present[i]) {
         Lse2<T> acc;
@@ -384,17 +388,24 @@ __global__ void __launch_bounds__(kThreads) denseResidentKernel(const DenseBatch
       }
     }
     __syncthreads();
-    for (int64_t j = tid; j < m; j += kThreads) {
+    for (int64_t j = tid; j < m; j += kResidentThreads) {
       Lse2<T> acc;
       accumulateColumn(acc, slab + j, m, rowBias, 0, rows, 1, r.scale2);
       partMax[j] = acc.max;
       partSum[j] = acc.sum;
     }
     clusterSync(K);  // every CTA's partials are complete
-    for (int jj = tid; jj < cols; jj += kThreads) {
+    for (int jj = tid; jj < cols; jj += kResidentThreads) {
       const int64_t j = col0 + jj;
+      // Every CTA's partial first (K loads in flight), then the merge.
+      T maxes[kMaxCluster], sums[kMaxCluster];
+#pragma unroll
+      for (int q = 0; q < kMaxCluster; ++q)
+        if (q < K) maxes[q] = *inCta(partMax + j, q, K), sums[q] = *inCta(partSum + j, q, K);
       Lse2<T> acc;
-      for (int q = 0; q < K; ++q) acc.merge(*inCta(partMax + j, q, K), *inCta(partSum + j, q, K));
+#pragma unroll
+      for (int q = 0; q < kMaxCluster; ++q)
+        if (q < K) acc.merge(maxes[q], sums[q]);
       const bool valid = b.maskB[item * m + j];
       const T gNew = valid ? -r.epsDampingB * T(kLn2) * acc.log2() : T(0);
       const T bias = valid ? fma(gNew, r.scale2, b.log2B[item * m + j]) : T(-INFINITY);
@@ -409,7 +420,7 @@ __global__ void __launch_bounds__(kThreads) denseResidentKernel(const DenseBatch
       if (lane == 0) scratch[warp] = top;
       __syncthreads();
       if (tid == 0) {
-        for (int w = 1; w < kWarps; ++w) top = fmax(top, scratch[w]);
+        for (int w = 1; w < kResidentWarps; ++w) top = fmax(top, scratch[w]);
         for (int q = 0; q < K; ++q) *inCta(slots + rank, q, K) = top;
       }
     }
@@ -423,11 +434,11 @@ __global__ void __launch_bounds__(kThreads) denseResidentKernel(const DenseBatch
       }
     }
   }
-  for (int i = tid; i < rows; i += kThreads) {
+  for (int i = tid; i < rows; i += kResidentThreads) {
     r.f[item * n + row0 + i] = f[i];
     r.biasA[item * n + row0 + i] = rowBias[i];
   }
-  for (int jj = tid; jj < cols; jj += kThreads) {
+  for (int jj = tid; jj < cols; jj += kResidentThreads) {
     r.g[item * m + col0 + jj] = g[jj];
     r.biasB[item * m + col0 + jj] = colBias[col0 + jj];
   }
@@ -503,7 +514,7 @@ bool launchDenseResident(const DenseBatch<T>& b, const DenseResidentSolve<T>& so
   while (cluster <= largest && residentShape<T>(b.n, b.m, cluster).smemBytes > size_t(device.maxSharedPerBlock))
     cluster *= 2;
   if (cluster > largest) return false;
-  while (cluster < largest && b.batch * cluster < device.smCount && b.n >= int64_t(4) * kWarps * cluster) cluster *= 2;
+  while (cluster < largest && b.batch * cluster < device.smCount && b.n >= int64_t(kResidentWarps) * cluster) cluster *= 2;
   const ResidentShape shape = residentShape<T>(b.n, b.m, cluster);
   auto kernel = denseResidentKernel<T>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shape.smemBytes)) != cudaSuccess) {
@@ -512,7 +523,7 @@ bool launchDenseResident(const DenseBatch<T>& b, const DenseResidentSolve<T>& so
   }
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(static_cast<unsigned>(b.batch * cluster));
-  config.blockDim = dim3(kThreads);
+  config.blockDim = dim3(kResidentThreads);
   config.dynamicSmemBytes = shape.smemBytes;
   config.stream = static_cast<cudaStream_t>(stream);
   cudaLaunchAttribute attribute[1];
