@@ -33,11 +33,11 @@ import org.nd4j.linalg.learning.config.Sgd;
  * ({@code TrainingConfig}, {@code fit}); y is the graph's placeholder, fed as the features of a
  * one-example data set.
  *
- * <p>With uniform weights 1/n, dS/dx_i is (1/n) (x_i - T(x_i)) for the balanced, half-cost problem,
- * where T(x_i) is the plan-weighted mean of the points x_i is sent to (less the debiasing term's
- * pull), so a step of learning rate {@code lr * n} moves every point the fraction {@code lr} of the
- * way to its target: the discrete Wasserstein gradient flow (the updater's rate is scaled by n for
- * that reason).
+ * <p>With uniform weights 1/n and the half cost, dS/dx_i = (X_i - T_i) / n (docs/math.md), where T_i
+ * is the plan-weighted mean of the points of y that x_i is sent to and X_i the same in the debiasing
+ * term OT(x, x), close to x_i at a small blur. So the updater's rate is {@code lr * n}: every step
+ * moves each point about the fraction {@code lr} of the way to T_i, the discrete Wasserstein
+ * gradient flow.
  *
  * <p>Writes {@code gradient-flow/frame-NNN.png} (one picture per frame), {@code gradient-flow.gif}
  * (the frames as a looping animation) and {@code gradient-flow.png} (four frames side by side).
