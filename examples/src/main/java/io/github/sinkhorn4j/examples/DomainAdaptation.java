@@ -47,8 +47,10 @@ import org.nd4j.linalg.lossfunctions.LossFunctions;
  * <p>where S is the debiased Sinkhorn divergence between the two groups of rows of the features
  * layer: a {@code LossLayer} with {@link SinkhornAlignmentLoss} on the features, a second output of
  * the graph beside the classifier (its labels: 1 on source rows, 0 on target rows; the classifier's
- * labels are masked out on target rows). The same network trained without the alignment output is
- * the baseline. Both are trained for every seed (the data, the initialisation and the minibatches
+ * labels are masked out on target rows). DL4J averages the classifier's masked score over all the
+ * minibatch's rows, so with as many target rows as source rows the cross-entropy enters at half its
+ * mean over the source rows. The same network trained without the alignment output, on the same
+ * minibatches, is the baseline. Both are trained for every seed (the data, the initialisation and the minibatches
  * depend on it); the last line is the target accuracy of both, averaged over the seeds.
  *
  * <p>Writes, for the first seed, {@code domain-adaptation-boundary.png} (the decision regions of the
