@@ -7,6 +7,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.function.Function;
 
 /** Options of the form {@code --name value}, checked against the names an example knows. */
 final class CommandLine {
@@ -29,22 +30,17 @@ final class CommandLine {
         return new CommandLine(values);
     }
 
-    String text(String name, String otherwise) {
-        return values.getOrDefault(name, otherwise);
-    }
-
     int integer(String name, int otherwise) {
-        return values.containsKey(name) ? Integer.parseInt(values.get(name)) : otherwise;
+        return parsed(name, Integer::parseInt, otherwise);
     }
 
     double number(String name, double otherwise) {
-        return values.containsKey(name) ? Double.parseDouble(values.get(name)) : otherwise;
+        return parsed(name, Double::parseDouble, otherwise);
     }
 
     /** Comma-separated numbers, as many as {@code otherwise} holds. */
     double[] doubles(String name, double... otherwise) {
-        if (!values.containsKey(name)) return otherwise;
-        double[] parsed = Arrays.stream(values.get(name).split(",")).mapToDouble(Double::parseDouble).toArray();
+        double[] parsed = parsed(name, v -> Arrays.stream(v.split(",")).mapToDouble(Double::parseDouble).toArray(), otherwise);
         if (parsed.length != otherwise.length) {
             throw new IllegalArgumentException(name + " takes " + otherwise.length + " comma-separated numbers (got "
                     + values.get(name) + ")");
@@ -52,11 +48,26 @@ final class CommandLine {
         return parsed;
     }
 
+    /** One of an enum's constants, named in any case. */
+    <E extends Enum<E>> E choice(String name, Class<E> type, E otherwise) {
+        return parsed(name, v -> Enum.valueOf(type, v.toUpperCase(Locale.ROOT)), otherwise);
+    }
+
     Device device(String name, Device otherwise) {
-        return values.containsKey(name) ? Device.valueOf(values.get(name).toUpperCase(Locale.ROOT)) : otherwise;
+        return choice(name, Device.class, otherwise);
     }
 
     Path path(String name, Path otherwise) {
-        return values.containsKey(name) ? Path.of(values.get(name)) : otherwise;
+        return parsed(name, Path::of, otherwise);
+    }
+
+    private <T> T parsed(String name, Function<String, T> parser, T otherwise) {
+        String value = values.get(name);
+        if (value == null) return otherwise;
+        try {
+            return parser.apply(value);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("bad value for " + name + ": " + value, e);
+        }
     }
 }

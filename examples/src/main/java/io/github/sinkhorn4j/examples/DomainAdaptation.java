@@ -103,7 +103,7 @@ public final class DomainAdaptation {
         }
 
         static Settings from(CommandLine options) {
-            Data data = Data.valueOf(options.text("--data", "blobs").toUpperCase(Locale.ROOT));
+            Data data = options.choice("--data", Data.class, Data.BLOBS);
             double[] shift = options.doubles("--shift", 1.5, -1);
             return new Settings(data, options.integer("--points", 512), options.number("--noise", data.defaultNoise),
                     options.number("--rotation", 60), shift[0], shift[1], options.integer("--epochs", 40),

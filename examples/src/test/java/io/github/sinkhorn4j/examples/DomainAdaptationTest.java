@@ -56,6 +56,8 @@ class DomainAdaptationTest {
         assertTrue(shift.getMessage().contains("--shift"), shift.getMessage());
         var value = assertThrows(IllegalArgumentException.class, () -> settings("--lambda"));
         assertTrue(value.getMessage().contains("--lambda"), value.getMessage());
+        var device = assertThrows(IllegalArgumentException.class, () -> settings("--device", "gpu"));
+        assertTrue(device.getMessage().contains("--device"), device.getMessage());
     }
 
     /** The fraction of points whose larger class probability is their class's. */
