@@ -38,11 +38,7 @@ public final class BenchmarkPlots {
     private BenchmarkPlots() {}
 
     public static void main(String[] args) throws IOException {
-        Path dir = Path.of("docs/benchmarks");
-        for (int i = 0; i + 1 < args.length; i += 2) {
-            if (!args[i].equals("--dir")) throw new IllegalArgumentException("unknown option " + args[i]);
-            dir = Path.of(args[i + 1]);
-        }
+        Path dir = CommandLine.parse(args, "--dir").path("--dir", Path.of("docs/benchmarks"));
         ObjectMapper json = new ObjectMapper();
         List<Path> files;
         try (Stream<Path> s = Files.list(dir)) {

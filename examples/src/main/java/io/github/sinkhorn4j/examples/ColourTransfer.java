@@ -41,22 +41,12 @@ public final class ColourTransfer {
     private ColourTransfer() {}
 
     public static void main(String[] args) {
-        int width = 160, height = 120, samples = 4096;
-        double blur = 0.02;
-        Device device = Device.AUTO;
-        Path output = Path.of("examples/output");
-        for (int i = 0; i + 1 < args.length; i += 2) {
-            String v = args[i + 1];
-            switch (args[i]) {
-                case "--width" -> width = Integer.parseInt(v);
-                case "--height" -> height = Integer.parseInt(v);
-                case "--samples" -> samples = Integer.parseInt(v);
-                case "--blur" -> blur = Double.parseDouble(v);
-                case "--device" -> device = Device.valueOf(v.toUpperCase(Locale.ROOT));
-                case "--output" -> output = Path.of(v);
-                default -> throw new IllegalArgumentException("unknown option " + args[i]);
-            }
-        }
+        CommandLine line = CommandLine.parse(args, "--width", "--height", "--samples", "--blur", "--device", "--output");
+        int width = line.integer("--width", 160), height = line.integer("--height", 120);
+        int samples = line.integer("--samples", 4096);
+        double blur = line.number("--blur", 0.02);
+        Device device = line.device("--device", Device.AUTO);
+        Path output = line.path("--output", Path.of("examples/output"));
         BufferedImage source = landscape(width, height, false), target = landscape(width, height, true);
         double[] x = colours(source);
         double[] y = sample(colours(target), samples, new Random(0));

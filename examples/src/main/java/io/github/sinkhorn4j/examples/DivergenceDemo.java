@@ -17,20 +17,11 @@ public final class DivergenceDemo {
     private DivergenceDemo() {}
 
     public static void main(String[] args) {
-        int n = 2000, m = 1500, d = 3, steps = 20;
-        double blur = 0.05;
-        Device device = Device.AUTO;
-        for (int i = 0; i + 1 < args.length; i += 2) {
-            switch (args[i]) {
-                case "--n" -> n = Integer.parseInt(args[i + 1]);
-                case "--m" -> m = Integer.parseInt(args[i + 1]);
-                case "--d" -> d = Integer.parseInt(args[i + 1]);
-                case "--blur" -> blur = Double.parseDouble(args[i + 1]);
-                case "--steps" -> steps = Integer.parseInt(args[i + 1]);
-                case "--device" -> device = Device.valueOf(args[i + 1].toUpperCase(Locale.ROOT));
-                default -> throw new IllegalArgumentException("unknown option " + args[i]);
-            }
-        }
+        CommandLine line = CommandLine.parse(args, "--n", "--m", "--d", "--blur", "--steps", "--device");
+        int n = line.integer("--n", 2000), m = line.integer("--m", 1500), d = line.integer("--d", 3);
+        int steps = line.integer("--steps", 20);
+        double blur = line.number("--blur", 0.05);
+        Device device = line.device("--device", Device.AUTO);
         Random rnd = new Random(0);
         double[] x = new double[n * d], y = new double[m * d];
         for (int i = 0; i < x.length; i++) x[i] = rnd.nextGaussian();

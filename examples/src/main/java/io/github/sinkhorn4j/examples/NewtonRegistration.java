@@ -41,19 +41,11 @@ public final class NewtonRegistration {
     private record Evaluation(double[] theta, double[] x, DivergenceResult solved, double loss, double[] gradient) {}
 
     public static void main(String[] args) {
-        int n = 300, m = 260;
-        double eps = 0.02, tol = 1e-6;
-        Device device = Device.CPU;  // small problem; the CUDA kernels have no pair-weighted average yet
-        for (int i = 0; i + 1 < args.length; i += 2) {
-            switch (args[i]) {
-                case "--n" -> n = Integer.parseInt(args[i + 1]);
-                case "--m" -> m = Integer.parseInt(args[i + 1]);
-                case "--eps" -> eps = Double.parseDouble(args[i + 1]);
-                case "--tol" -> tol = Double.parseDouble(args[i + 1]);
-                case "--device" -> device = Device.valueOf(args[i + 1].toUpperCase(Locale.ROOT));
-                default -> throw new IllegalArgumentException("unknown option " + args[i]);
-            }
-        }
+        CommandLine line = CommandLine.parse(args, "--n", "--m", "--eps", "--tol", "--device");
+        int n = line.integer("--n", 300), m = line.integer("--m", 260);
+        double eps = line.number("--eps", 0.02), tol = line.number("--tol", 1e-6);
+        // small problem; the CUDA kernels have no pair-weighted average yet
+        Device device = line.device("--device", Device.CPU);
         Random rnd = new Random(3);
         double angle = 0.6;
         double[] trueTheta = {1.3 * Math.cos(angle), -Math.sin(angle), 0.9 * Math.sin(angle) + 0.2, 0.8 * Math.cos(angle), 0.4, -0.3};
