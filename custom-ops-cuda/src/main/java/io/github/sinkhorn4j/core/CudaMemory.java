@@ -2,6 +2,7 @@ package io.github.sinkhorn4j.core;
 
 import static io.github.sinkhorn4j.core.NativeLibrary.CUDA_MEMORY;
 import static io.github.sinkhorn4j.core.NativeLibrary.offset;
+import static io.github.sinkhorn4j.core.Sinkhorn.rethrow;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import java.lang.foreign.Arena;
@@ -23,7 +24,13 @@ public final class CudaMemory {
     public static Usage usage() {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment out = arena.allocate(CUDA_MEMORY);
-            NativeLibrary.check(call(() -> (int) NativeLibrary.CUDA_MEMORY_USAGE.invokeExact(out)));
+            int status;
+            try {
+                status = (int) NativeLibrary.CUDA_MEMORY_USAGE.invokeExact(out);
+            } catch (Throwable t) {
+                throw rethrow(t);
+            }
+            NativeLibrary.check(status);
             return new Usage(out.get(JAVA_LONG, offset(CUDA_MEMORY, "held")), out.get(JAVA_LONG, offset(CUDA_MEMORY, "peak")),
                     out.get(JAVA_LONG, offset(CUDA_MEMORY, "limit")));
         }
@@ -31,31 +38,35 @@ public final class CudaMemory {
 
     /** Starts a new high-water mark at the bytes held now. */
     public static void resetPeak() {
-        NativeLibrary.check(call(() -> (int) NativeLibrary.CUDA_RESET_PEAK_MEMORY.invokeExact()));
+        int status;
+        try {
+            status = (int) NativeLibrary.CUDA_RESET_PEAK_MEMORY.invokeExact();
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        NativeLibrary.check(status);
     }
 
     /** Caps the device memory the library may hold, in bytes; 0 removes the cap. */
     public static void setLimit(long bytes) {
         if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0 (0: no limit), got " + bytes);
-        NativeLibrary.check(call(() -> (int) NativeLibrary.CUDA_SET_MEMORY_LIMIT.invokeExact(bytes)));
+        int status;
+        try {
+            status = (int) NativeLibrary.CUDA_SET_MEMORY_LIMIT.invokeExact(bytes);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        NativeLibrary.check(status);
     }
 
     /** Frees the cached device memory and streams that no running solve uses. */
     public static void releaseCached() {
-        NativeLibrary.check(call(() -> (int) NativeLibrary.CUDA_RELEASE_CACHED_MEMORY.invokeExact()));
-    }
-
-    private interface NativeCall {
-        int run() throws Throwable;
-    }
-
-    private static int call(NativeCall c) {
+        int status;
         try {
-            return c.run();
-        } catch (RuntimeException | Error e) {
-            throw e;
+            status = (int) NativeLibrary.CUDA_RELEASE_CACHED_MEMORY.invokeExact();
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw rethrow(t);
         }
+        NativeLibrary.check(status);
     }
 }
