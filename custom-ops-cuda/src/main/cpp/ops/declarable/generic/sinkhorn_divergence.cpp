@@ -94,11 +94,7 @@ PreparedClouds<T> prepare(const sk_clouds& c, bool centreOnHost) {
   const std::vector<double> centre = box.centre();
   auto centred = [&](const T* p, int64_t rows) {
     std::unique_ptr<T[]> out(new T[size_t(rows * c.d)]);
-    const int64_t d = c.d;
-    helpers::forRowChunks(rows, helpers::hostChunkCount(rows, d), [&](int, int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i)
-        for (int64_t t = 0; t < d; ++t) out[i * d + t] = T(double(p[i * d + t]) - centre[t]);
-    });
+    helpers::translateRows(p, out.get(), rows, c.d, centre);
     return out;
   };
   pc.x = centred(x, c.n), pc.y = centred(y, c.m);

@@ -62,6 +62,15 @@ bool extendBox(BoundingBox& box, const T* p, int64_t rows, int64_t d) {
   return finite;
 }
 
+// dst_ij = src_ij - shift_j over rows x d values, in parallel; dst may be src.
+template <typename T>
+void translateRows(const T* src, T* dst, int64_t rows, int64_t d, const std::vector<double>& shift) {
+  forRowChunks(rows, hostChunkCount(rows, d), [&](int, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      for (int64_t t = 0; t < d; ++t) dst[i * d + t] = T(double(src[i * d + t]) - shift[t]);
+  });
+}
+
 }  // namespace helpers
 }  // namespace sinkhorn
 

@@ -307,10 +307,14 @@ class DivergenceSolver {
     const bool relaxed = !std::isinf(rho);
     const double weight = st_.geomlossGradients ? rho + eps / 2 : rho + eps;
     const double scale = 2 * st_.cost * st_.damping(eps, rho);
+    // 2c damp w_i k(f_i), k(f) = 1 balanced, (weight / rho) e^{-f/rho} relaxed.
+    auto coefficient = [&](int64_t i, T f) {
+      return T(scale * double(w[i]) * (relaxed ? weight / rho * std::exp(-double(f) / rho) : 1.0));
+    };
     std::vector<T> cp(rows), cq(st_.debias ? rows : 0);
     for (int64_t i = 0; i < rows; ++i) {
-      cp[i] = T(scale * double(w[i]) * (relaxed ? weight / rho * std::exp(-double(p[i]) / rho) : 1.0));
-      if (st_.debias) cq[i] = T(scale * double(w[i]) * (relaxed ? weight / rho * std::exp(-double(q[i]) / rho) : 1.0));
+      cp[i] = coefficient(i, p[i]);
+      if (st_.debias) cq[i] = coefficient(i, q[i]);
     }
     const Vec devCp(be_, cp), devCq(be_, cq);
     Vec grad(be_, rows * hc_.d);

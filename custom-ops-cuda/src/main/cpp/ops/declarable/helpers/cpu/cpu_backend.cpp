@@ -309,10 +309,7 @@ bool CpuBackend::extend(BoundingBox& box, const T* x, int64_t rows, int64_t d) {
 
 template <typename T>
 void CpuBackend::translate(T* x, int64_t rows, int64_t d, const std::vector<double>& shift) {
-  forRowChunks(rows, hostChunkCount(rows, d), [&](int, int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      for (int64_t t = 0; t < d; ++t) x[i * d + t] = T(double(x[i * d + t]) - shift[t]);
-  });
+  translateRows(x, x, rows, d, shift);
 }
 
 template <typename T>
