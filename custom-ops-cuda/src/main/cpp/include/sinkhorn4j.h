@@ -107,6 +107,9 @@ typedef struct sk_hvp_options {
                                 written); else it is only reported */
   int32_t allow_tf32;        /* CUDA float32: TF32-class products in the HVP's passes (options->allow_tf32 is
                                 not used: their rounding, ~1e-3, is far above CG's tolerance) */
+  int64_t max_plan_entries;  /* per CG solve, the plan's support (entries p_ij >= 1e-15 of their row's softmax)
+                                is kept and CG's products read it when it has at most this many entries
+                                (12 bytes each); < 0: 64 (n + m); 0: every CG product streams the clouds */
 } sk_hvp_options;
 
 typedef struct sk_hvp_report {
@@ -114,6 +117,7 @@ typedef struct sk_hvp_report {
   int32_t converged;
   double cg_residual;        /* the larger final true relative residual */
   int32_t device_used;       /* sk_device */
+  int64_t plan_entries;      /* entries of the plan supports CG's products read (0: streamed products) */
 } sk_hvp_report;
 
 /*

@@ -224,6 +224,7 @@ void hvpTyped(const sk_options& o, const sk_clouds& c, const Potentials& pot, co
   hs.cgTol = h.cg_tol > 0 ? h.cg_tol : (single ? 1e-5 : 1e-10);
   hs.cgMaxIters = h.cg_max_iters > 0 ? h.cg_max_iters : 1000;
   hs.regularization = h.regularization >= 0 ? h.regularization : (single ? 1e-5 : 1e-10);
+  hs.maxPlanEntries = h.max_plan_entries >= 0 ? h.max_plan_entries : 64 * (hc.n + hc.m);
   const helpers::HvpCloud<T> xs{hc.x, hc.logA.data(), f, hc.n}, ys{hc.y, hc.logB.data(), g, hc.m};
   helpers::HvpReport r;
   sk_options onDevice = o;
@@ -237,6 +238,7 @@ void hvpTyped(const sk_options& o, const sk_clouds& c, const Potentials& pot, co
   report.cg_iterations = r.iterations;
   report.cg_residual = r.residual;
   report.converged = r.converged;
+  report.plan_entries = r.planEntries;
   if (!r.converged && !h.allow_unconverged) {
     char message[200];
     std::snprintf(message, sizeof message,

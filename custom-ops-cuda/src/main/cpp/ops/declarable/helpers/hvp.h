@@ -25,6 +25,11 @@
 //   H^a v_i = 2c r^a_i [ v_i - E[v] + E[(h_i + h_j - Cdot^a_ij)(x_i - x_j)] / eps ];
 // the debiased loss has H v - H^a v. The second moments E[Cdot_ij (x_i - y_j)] come from the softmin
 // pass's pair-weighted average with <pairRow_i, pairCol_j> = Cdot_ij / 2c.
+// CG's products: with pi_ij = r_i p_ij, S u = lambda_y (1 + reg) col u - P^T (r (P u)) / lambda_x and
+// the self system's r (lambda_x u + P^a u). Where the plan's support (plan_support.h: entries
+// p_ij >= kSupportWeight) fits the budget maxPlanEntries, they read it on the host, O(entries) per
+// product; otherwise every product streams two passes (one for the self system). At small eps the
+// support is nearly one-to-one, which is exactly where CG needs many iterations.
 #ifndef SINKHORN_HELPERS_HVP_H
 #define SINKHORN_HELPERS_HVP_H
 
@@ -35,6 +40,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "plan_support.h"
 #include "softmin.h"
 
 namespace sinkhorn {
@@ -49,12 +55,18 @@ struct HvpSettings {
   double cgTol;           // relative residual |A u - rhs| <= cgTol |rhs|
   int cgMaxIters;
   double regularization;  // Tikhonov weight on the balanced gauge, relative to the diagonal
+  int64_t maxPlanEntries;  // per plan support kept for CG (0: every CG product is streamed)
 };
+
+// Entries of a row's softmax kept in a plan support: a row loses less than m * 1e-15 of its mass,
+// far below the rounding of float32 products and of CG's float64 tolerances.
+constexpr double kSupportWeight = 1e-15;
 
 struct CgOutcome {
   int iterations = 0;
   double residual = 0;  // true relative residual |A u - rhs| / |rhs| of the returned solution
   bool converged = true;
+  int64_t planEntries = 0;  // entries of the plan support its products read (0: streamed)
 };
 
 // What one Hessian-vector product reports: both CG solves together.
@@ -62,11 +74,13 @@ struct HvpReport {
   int iterations = 0;
   double residual = 0;  // the larger of the two final relative residuals
   bool converged = true;
+  int64_t planEntries = 0;  // entries of the plan supports CG used (0: streamed products)
 
   void add(const CgOutcome& cg) {
     iterations += cg.iterations;
     residual = std::isnan(cg.residual) || cg.residual > residual ? cg.residual : residual;  // NaN sticks
     converged = converged && cg.converged;
+    planEntries += cg.planEntries;
   }
 };
 
@@ -227,6 +241,11 @@ class HessianVectorProduct {
     return mass;
   }
 
+  // The support of the plan behind pass p (its LSE in lse), when it fits the budget.
+  bool support(const SoftminPass<T>& p, const Vec& lse, PlanSupport& out) {
+    return st_.maxPlanEntries > 0 && be_.planSupport(p, lse.get(), kSupportWeight, st_.maxPlanEntries, out);
+  }
+
   // Jacobi preconditioner; unknowns with no mass are never touched (their row of the system is zero).
   static std::vector<double> inverse(const std::vector<double>& diagonal) {
     std::vector<double> inv(diagonal.size());
@@ -303,7 +322,16 @@ class HessianVectorProduct {
     }
 
     // S u = lambda_y (1 + reg) col u - pi^T (pi u / (lambda_x r)): the first pass's average is already pi u / r.
+    PlanSupport plan;
+    const bool sparse = support(first, atX.lse, plan);
+    std::vector<double> rowAvg, back;
     auto schur = [&](const std::vector<double>& u, std::vector<double>& out) {
+      if (sparse) {
+        plan.rowAverage(u, rowAvg);
+        plan.columnSum(rowAvg, r, m, back);
+        for (int64_t j = 0; j < m; ++j) out[j] = col[j] * ly * (1 + reg) * u[j] - back[j] / lx;
+        return;
+      }
       const Vec devU = toDevice(u);
       PassOutputs rows, cols;
       Averages ofU, ofRows;
@@ -317,7 +345,8 @@ class HessianVectorProduct {
       for (int64_t j = 0; j < m; ++j) out[j] = col[j] * (ly * (1 + reg) * u[j] - double(back[j]) / lx);
     };
     std::vector<double> gdot;
-    const CgOutcome cg = conjugateGradient(schur, inverse(diagonal), rhs, st_.cgTol, st_.cgMaxIters, gdot);
+    CgOutcome cg = conjugateGradient(schur, inverse(diagonal), rhs, st_.cgTol, st_.cgMaxIters, gdot);
+    cg.planEntries = sparse ? plan.entries() : 0;
 
     // E_p[gdot_j] and E_p[gdot_j y_j] with gdot centred by mu: the expression below only depends on
     // fdot_i + gdot_j, and centring keeps a large gauge component from cancelling in it.
@@ -399,7 +428,15 @@ class HessianVectorProduct {
     }
 
     // (lambda_x D_r + pi^a) u = lambda_x r u + r E_p[u]: positive definite, no regularisation needed.
+    PlanSupport plan;
+    const bool sparse = support(first, moments.lse, plan);
+    std::vector<double> rowAvg;
     auto system = [&](const std::vector<double>& u, std::vector<double>& out) {
+      if (sparse) {
+        plan.rowAverage(u, rowAvg);
+        for (int64_t i = 0; i < n; ++i) out[i] = r[i] * (lx * u[i] + rowAvg[i]);
+        return;
+      }
       const Vec devU = toDevice(u);
       PassOutputs o;
       Averages ofU;
@@ -410,7 +447,8 @@ class HessianVectorProduct {
       for (int64_t i = 0; i < n; ++i) out[i] = r[i] * (lx * u[i] + double(e[i]));
     };
     std::vector<double> h;
-    const CgOutcome cg = conjugateGradient(system, inverse(diagonal), rhs, st_.cgTol, st_.cgMaxIters, h);
+    CgOutcome cg = conjugateGradient(system, inverse(diagonal), rhs, st_.cgTol, st_.cgMaxIters, h);
+    cg.planEntries = sparse ? plan.entries() : 0;
 
     std::vector<double> hInput(n * (d + 1));
     for (int64_t i = 0; i < n; ++i) {

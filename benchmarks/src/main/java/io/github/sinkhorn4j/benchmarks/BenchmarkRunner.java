@@ -224,6 +224,7 @@ public final class BenchmarkRunner {
                 r.put("cg_iterations", last.hvp().cgIterations());
                 r.put("cg_residual", last.hvp().cgResidual());
                 r.put("cg_converged", last.hvp().converged());
+                r.put("cg_plan_entries", last.hvp().planEntries());
             }
             timed.putMemory(r);
             List<Map<String, Object>> refs = new ArrayList<>();

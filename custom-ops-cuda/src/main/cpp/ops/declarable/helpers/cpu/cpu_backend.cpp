@@ -326,7 +326,44 @@ void CpuBackend::pointGradient(const T* x, const T* bary, const T* cp, const T* 
   });
 }
 
+template <typename T>
+bool CpuBackend::planSupport(const SoftminPass<T>& p, const T* lse, double minWeight, int64_t maxEntries,
+                             PlanSupport& out) {
+  requireSupportPass(p);
+  const double logMin = std::log(minWeight), scale = 2 * double(p.cost) / double(p.eps);
+  std::vector<double> u(p.m);  // score_ij = (2c/eps) <x_i, y_j> + u_j
+  for (int64_t j = 0; j < p.m; ++j)
+    u[j] = double(p.yLogWeights[j]) + (double(p.yPotential ? p.yPotential[j] : T(0)) - double(p.ySqNorm[j])) / double(p.eps);
+  std::vector<std::vector<std::pair<int32_t, double>>> rows(p.n);
+  std::atomic<int64_t> total{0};
+  parallelFor(p.n, double(p.m) * double(p.d), [&](int64_t i) {
+    if (total.load(std::memory_order_relaxed) > maxEntries) return;  // over budget: the result is discarded
+    const T* xi = p.x + i * p.d;
+    const double l = double(lse[i]);
+    for (int64_t j = 0; j < p.m; ++j) {
+      const T* yj = p.y + j * p.d;
+      double dot = 0;
+      for (int64_t t = 0; t < p.d; ++t) dot += double(xi[t]) * double(yj[t]);
+      const double s = scale * dot + u[j] - l;
+      if (s >= logMin) rows[i].emplace_back(static_cast<int32_t>(j), std::exp(s));
+    }
+    total += static_cast<int64_t>(rows[i].size());
+  });
+  if (total.load() > maxEntries) return false;
+  out.rowStart.assign(p.n + 1, 0);
+  for (int64_t i = 0; i < p.n; ++i) out.rowStart[i + 1] = out.rowStart[i] + static_cast<int64_t>(rows[i].size());
+  out.col.resize(out.rowStart[p.n]);
+  out.weight.resize(out.rowStart[p.n]);
+  for (int64_t i = 0; i < p.n; ++i)
+    for (size_t e = 0; e < rows[i].size(); ++e) {
+      out.col[out.rowStart[i] + e] = rows[i][e].first;
+      out.weight[out.rowStart[i] + e] = rows[i][e].second;
+    }
+  return true;
+}
+
 #define SINKHORN_CPU_INSTANTIATE(T)                                                                         \
+  template bool CpuBackend::planSupport<T>(const SoftminPass<T>&, const T*, double, int64_t, PlanSupport&);    \
   template void CpuBackend::squaredNorms<T>(const T*, int64_t, int64_t, T, T*);                              \
   template void CpuBackend::softmin<T>(const SoftminPass<T>*, int);                                          \
   template void CpuBackend::maxAbsDiff<T>(const T*, const T*, const int64_t*, const int64_t*, int64_t,       \

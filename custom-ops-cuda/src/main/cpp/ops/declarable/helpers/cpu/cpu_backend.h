@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../dense.h"
+#include "../plan_support.h"
 #include "../softmin.h"
 #include "sinkhorn4j.h"
 
@@ -60,6 +61,10 @@ class CpuBackend {
   template <typename T>
   void pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows, int64_t d,
                      T* out);
+  // The support of a single-segment pass's plan (plan_support.h) given its LSE; false, with out
+  // unspecified, when it has more than maxEntries entries. Scores in double.
+  template <typename T>
+  bool planSupport(const SoftminPass<T>& p, const T* lse, double minWeight, int64_t maxEntries, PlanSupport& out);
 };
 
 // Worker threads used by the CPU kernels: SINKHORN4J_NUM_THREADS, else every hardware thread.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -19,6 +20,7 @@
 #include "../bounding_box.h"
 #include "softmin_launch.h"
 #include "dense_launch.h"
+#include "plan_support_launch.h"
 #include "system/status.h"
 
 namespace sinkhorn {
@@ -508,6 +510,38 @@ void CudaBackend::pointGradient(const T* x, const T* bary, const T* cp, const T*
 }
 
 template <typename T>
+bool CudaBackend::planSupport(const SoftminPass<T>& p, const T* lse, double minWeight, int64_t maxEntries,
+                              PlanSupport& out) {
+  requireSupportPass(p);
+  BackendState& s = *state_;
+  s.select();
+  // Count per row, then fill at the rows' offsets (the counts, zeroed again, are the cursors).
+  Buffer<unsigned, CudaBackend> counts(*this, size_t(p.n));
+  const size_t countBytes = size_t(p.n) * sizeof(unsigned);
+  const T logMin = T(std::log(minWeight));
+  cuda::check(cudaMemsetAsync(counts.get(), 0, countBytes, s.stream), "plan support (zero counts)");
+  cuda::launchPlanSupport<T>(p, lse, logMin, counts.get(), nullptr, nullptr, nullptr, s.stream);
+  cuda::check(cudaGetLastError(), "plan support kernel launch");
+  std::vector<unsigned> perRow(p.n);
+  download(perRow.data(), counts.get(), countBytes);
+  out.rowStart.assign(p.n + 1, 0);
+  for (int64_t i = 0; i < p.n; ++i) out.rowStart[i + 1] = out.rowStart[i] + perRow[i];
+  const int64_t total = out.rowStart[p.n];
+  if (total > maxEntries) return false;
+  Buffer<int64_t, CudaBackend> rowStart(*this, out.rowStart);
+  Buffer<int32_t, CudaBackend> col(*this, size_t(total));
+  Buffer<T, CudaBackend> weight(*this, size_t(total));
+  cuda::check(cudaMemsetAsync(counts.get(), 0, countBytes, s.stream), "plan support (zero cursors)");
+  cuda::launchPlanSupport<T>(p, lse, logMin, counts.get(), rowStart.get(), col.get(), weight.get(), s.stream);
+  cuda::check(cudaGetLastError(), "plan support kernel launch");
+  out.col = col.toHost();
+  const std::vector<T> w = weight.toHost();
+  out.weight.assign(w.begin(), w.end());
+  out.sortRows();
+  return true;
+}
+
+template <typename T>
 void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
   BackendState& s = *state_;
   s.select();
@@ -641,6 +675,7 @@ void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
                                            double*);                                                  \
   template bool CudaBackend::extend<T>(BoundingBox&, const T*, int64_t, int64_t);                       \
   template void CudaBackend::translate<T>(T*, int64_t, int64_t, const std::vector<double>&);            \
+  template bool CudaBackend::planSupport<T>(const SoftminPass<T>&, const T*, double, int64_t, PlanSupport&); \
   template void CudaBackend::pointGradient<T>(const T*, const T*, const T*, const T*, const T*, int64_t, \
                                               int64_t, T*);
 SINKHORN_CUDA_INSTANTIATE(float)

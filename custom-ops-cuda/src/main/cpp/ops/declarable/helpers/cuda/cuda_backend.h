@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../dense.h"
+#include "../plan_support.h"
 #include "../softmin.h"
 #include "sinkhorn4j.h"
 
@@ -66,6 +67,11 @@ class CudaBackend {
   template <typename T>
   void pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows, int64_t d,
                      T* out);
+
+  // The support of a single-segment pass's plan (../plan_support.h) given its LSE (device memory);
+  // false, with out unspecified, when it has more than maxEntries entries. Synchronises.
+  template <typename T>
+  bool planSupport(const SoftminPass<T>& p, const T* lse, double minWeight, int64_t maxEntries, PlanSupport& out);
 
   // Blocks until the queued work is done (throws on a device fault).
   void synchronize();

@@ -16,9 +16,14 @@ package io.github.sinkhorn4j.core;
  * <p>The regularisation trades accuracy for CG iterations where the plan is nearly a permutation
  * (eps small against the spacing of the points, e.g. d = 64 with blur 0.1): the HVP's relative
  * error grows roughly like regularization / (spectral gap of the plan).
+ *
+ * <p>{@code maxPlanEntries} bounds the plan support kept for CG: the entries of the plan's row
+ * softmax of at least 1e-15, found in two streamed passes; when a plan has at most that many
+ * (12 bytes each) CG's products read them, O(entries) each, instead of streaming the clouds twice
+ * per iteration. Null: 64 (n + m); 0: every product is streamed.
  */
 public record HvpOptions(Double cgTol, int cgMaxIters, Double regularization, boolean allowUnconverged,
-                         boolean allowTf32) {
+                         boolean allowTf32, Long maxPlanEntries) {
     public static final int DEFAULT_CG_MAX_ITERS = 1000;
 
     public HvpOptions {
@@ -29,15 +34,19 @@ public record HvpOptions(Double cgTol, int cgMaxIters, Double regularization, bo
         if (regularization != null && (!(regularization >= 0) || Double.isInfinite(regularization))) {
             throw new IllegalArgumentException("regularization must be finite and >= 0 (got " + regularization + ")");
         }
+        if (maxPlanEntries != null && maxPlanEntries < 0) {
+            throw new IllegalArgumentException("maxPlanEntries must be >= 0 (got " + maxPlanEntries + ")");
+        }
     }
 
     public static HvpOptions defaults() {
-        return new HvpOptions(null, DEFAULT_CG_MAX_ITERS, null, false, false);
+        return new HvpOptions(null, DEFAULT_CG_MAX_ITERS, null, false, false, null);
     }
 
-    public HvpOptions withCgTol(Double v) { return new HvpOptions(v, cgMaxIters, regularization, allowUnconverged, allowTf32); }
-    public HvpOptions withCgMaxIters(int v) { return new HvpOptions(cgTol, v, regularization, allowUnconverged, allowTf32); }
-    public HvpOptions withRegularization(Double v) { return new HvpOptions(cgTol, cgMaxIters, v, allowUnconverged, allowTf32); }
-    public HvpOptions withAllowUnconverged(boolean v) { return new HvpOptions(cgTol, cgMaxIters, regularization, v, allowTf32); }
-    public HvpOptions withAllowTf32(boolean v) { return new HvpOptions(cgTol, cgMaxIters, regularization, allowUnconverged, v); }
+    public HvpOptions withCgTol(Double v) { return new HvpOptions(v, cgMaxIters, regularization, allowUnconverged, allowTf32, maxPlanEntries); }
+    public HvpOptions withCgMaxIters(int v) { return new HvpOptions(cgTol, v, regularization, allowUnconverged, allowTf32, maxPlanEntries); }
+    public HvpOptions withRegularization(Double v) { return new HvpOptions(cgTol, cgMaxIters, v, allowUnconverged, allowTf32, maxPlanEntries); }
+    public HvpOptions withAllowUnconverged(boolean v) { return new HvpOptions(cgTol, cgMaxIters, regularization, v, allowTf32, maxPlanEntries); }
+    public HvpOptions withAllowTf32(boolean v) { return new HvpOptions(cgTol, cgMaxIters, regularization, allowUnconverged, v, maxPlanEntries); }
+    public HvpOptions withMaxPlanEntries(Long v) { return new HvpOptions(cgTol, cgMaxIters, regularization, allowUnconverged, allowTf32, v); }
 }

@@ -50,11 +50,11 @@ final class NativeLibrary {
     static final StructLayout HVP_OPTIONS = MemoryLayout.structLayout(
             JAVA_DOUBLE.withName("cg_tol"), JAVA_INT.withName("cg_max_iters"), MemoryLayout.paddingLayout(4),
             JAVA_DOUBLE.withName("regularization"), JAVA_INT.withName("wrt"), JAVA_INT.withName("allow_unconverged"),
-            JAVA_INT.withName("allow_tf32"), MemoryLayout.paddingLayout(4));
+            JAVA_INT.withName("allow_tf32"), MemoryLayout.paddingLayout(4), JAVA_LONG.withName("max_plan_entries"));
 
     static final StructLayout HVP_REPORT = MemoryLayout.structLayout(
             JAVA_INT.withName("cg_iterations"), JAVA_INT.withName("converged"), JAVA_DOUBLE.withName("cg_residual"),
-            JAVA_INT.withName("device_used"), MemoryLayout.paddingLayout(4));
+            JAVA_INT.withName("device_used"), MemoryLayout.paddingLayout(4), JAVA_LONG.withName("plan_entries"));
 
     static final StructLayout DENSE_OPTIONS = MemoryLayout.structLayout(
             JAVA_DOUBLE.withName("eps"), JAVA_DOUBLE.withName("tau_a"), JAVA_DOUBLE.withName("tau_b"),

@@ -186,6 +186,8 @@ public final class Sinkhorn {
             h.set(JAVA_INT, offset(HVP_OPTIONS, "wrt"), wrt.ordinal());
             h.set(JAVA_INT, offset(HVP_OPTIONS, "allow_unconverged"), hvpOptions.allowUnconverged() ? 1 : 0);
             h.set(JAVA_INT, offset(HVP_OPTIONS, "allow_tf32"), hvpOptions.allowTf32() ? 1 : 0);
+            h.set(JAVA_LONG, offset(HVP_OPTIONS, "max_plan_entries"),
+                    hvpOptions.maxPlanEntries() == null ? -1 : hvpOptions.maxPlanEntries());
             MemorySegment report = arena.allocate(HVP_REPORT);
             int status;
             try {
@@ -200,7 +202,8 @@ public final class Sinkhorn {
             Device used = report.get(JAVA_INT, offset(HVP_REPORT, "device_used")) == 2 ? Device.CUDA : Device.CPU;
             return new HvpReport(report.get(JAVA_INT, offset(HVP_REPORT, "cg_iterations")),
                     report.get(JAVA_DOUBLE, offset(HVP_REPORT, "cg_residual")),
-                    report.get(JAVA_INT, offset(HVP_REPORT, "converged")) != 0, used);
+                    report.get(JAVA_INT, offset(HVP_REPORT, "converged")) != 0, used,
+                    report.get(JAVA_LONG, offset(HVP_REPORT, "plan_entries")));
         }
     }
 

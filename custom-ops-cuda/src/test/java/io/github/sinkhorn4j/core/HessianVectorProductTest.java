@@ -42,15 +42,20 @@ class HessianVectorProductTest {
         double[] a = RandomClouds.weights(rnd, N, 1), b = RandomClouds.weights(rnd, M, balanced ? 1 : 1.4);
         for (Wrt wrt : Wrt.values()) {
             double[] v = RandomClouds.gaussian(rnd, wrt == Wrt.X ? N : M, D, 0);
-            HvpResult r = Sinkhorn.hvp(o, HvpOptions.defaults(), x, y, D, a, b, wrt, v);
             double h = 1e-5;
             double[] plus = gradient(o, x, y, a, b, wrt, v, h), minus = gradient(o, x, y, a, b, wrt, v, -h);
             double[] fd = new double[v.length];
             for (int i = 0; i < fd.length; i++) fd[i] = (plus[i] - minus[i]) / (2 * h);
-            double err = relativeError(r.hvp(), fd);
-            assertTrue(err < 1e-6, name + " wrt " + wrt + ": relative error " + err + " against central differences");
-            assertTrue(r.report().converged() && r.report().cgResidual() <= 1e-10 && r.report().cgIterations() > 0,
-                    r.report().toString());
+            // CG's products on the plan support (the default at this size) and streamed
+            for (HvpOptions hvpOptions : new HvpOptions[] {HvpOptions.defaults(), HvpOptions.defaults().withMaxPlanEntries(0L)}) {
+                HvpResult r = Sinkhorn.hvp(o, hvpOptions, x, y, D, a, b, wrt, v);
+                String what = name + " wrt " + wrt + " " + hvpOptions.maxPlanEntries();
+                double err = relativeError(r.hvp(), fd);
+                assertTrue(err < 1e-6, what + ": relative error " + err + " against central differences");
+                assertTrue(r.report().converged() && r.report().cgResidual() <= 1e-10 && r.report().cgIterations() > 0,
+                        r.report().toString());
+                assertEquals(hvpOptions.maxPlanEntries() == null, r.report().planEntries() > 0, what + " " + r.report());
+            }
         }
     }
 
@@ -83,6 +88,29 @@ class HessianVectorProductTest {
         assertTrue(r.report().converged());
         double err = relativeError(r.hvp(), exact);
         assertTrue(err < 1e-4, "float32 relative error " + err);
+    }
+
+    @Test
+    void sparseSupportMatchesStreamedProductsAndRespectsItsBudget() {
+        // eps small against the spacing: the support keeps few entries per row, and the entries it
+        // drops (below 1e-15 of their row) must not show in H v.
+        Random rnd = new Random(31);
+        int n = 120, m = 100, d = 3;
+        double[] x = RandomClouds.gaussian(rnd, n, d, 0), y = RandomClouds.gaussian(rnd, m, d, 0.3);
+        double[] v = RandomClouds.gaussian(rnd, n, d, 0);
+        SinkhornOptions o = CONVERGED.toBuilder().eps(0.02).nIters(200000).build();
+        DivergenceResult solved = Sinkhorn.divergence(o, x, y, d, null, null, true);
+        HvpOptions loose = HvpOptions.defaults().withCgMaxIters(5000);
+        HvpResult streamed = Sinkhorn.hvp(o, loose.withMaxPlanEntries(0L), x, y, d, null, null, solved, Wrt.X, v);
+        HvpResult sparse = Sinkhorn.hvp(o, loose, x, y, d, null, null, solved, Wrt.X, v);
+        assertTrue(sparse.report().planEntries() > 0 && sparse.report().planEntries() < (long) (n * m + n * n) / 2,
+                "support of both plans: " + sparse.report());
+        assertEquals(0, streamed.report().planEntries());
+        double err = relativeError(sparse.hvp(), streamed.hvp());
+        assertTrue(err < 1e-8, "support vs streamed products: relative difference " + err);
+        HvpResult overBudget = Sinkhorn.hvp(o, loose.withMaxPlanEntries(50L), x, y, d, null, null, solved, Wrt.X, v);
+        assertEquals(0, overBudget.report().planEntries(), "a support above the budget is not kept");
+        assertArrayEquals(streamed.hvp(), overBudget.hvp(), 0.0);
     }
 
     @Test
@@ -127,6 +155,7 @@ class HessianVectorProductTest {
         assertMessage("cgMaxIters", () -> h.withCgMaxIters(0));
         assertMessage("cgTol", () -> h.withCgTol(2.0));
         assertMessage("regularization", () -> h.withRegularization(-1.0));
+        assertMessage("maxPlanEntries", () -> h.withMaxPlanEntries(-1L));
 
         DivergenceResult solved = Sinkhorn.divergence(CONVERGED, x, y, D, null, null, false);
         Clouds c = Clouds.of(DType.FLOAT64, N, M, D, MemorySegment.ofArray(x), MemorySegment.ofArray(y), null, null);
