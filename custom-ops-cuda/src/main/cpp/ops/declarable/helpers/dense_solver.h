@@ -131,12 +131,15 @@ class DenseSolver {
 
   bool resident(std::vector<int32_t>& iterations, std::vector<int32_t>& converged) {
     if constexpr (Backend::kResidentDense) {
-      Buffer<int32_t, Backend> its(be_, hp_.batch), conv(be_, hp_.batch);
+      // Iterations then converged flags, per item: one download (a synchronisation) for both.
+      const int64_t batch = hp_.batch;
+      Buffer<int32_t, Backend> outcome(be_, size_t(2 * batch));
       const DenseResidentSolve<T> r{scale2_, epsDampingA_, epsDampingB_, st_.maxIters, st_.checkEvery, st_.threshold,
-                                    f_.get(), g_.get(), biasA_.get(), biasB_.get(), its.get(), conv.get()};
+                                    f_.get(), g_.get(), biasA_.get(), biasB_.get(), outcome.get(), outcome.get() + batch};
       if (!be_.denseResident(in_.batch(), r)) return false;
-      its.download(iterations.data());
-      conv.download(converged.data());
+      const std::vector<int32_t> host = outcome.toHost();
+      std::copy(host.begin(), host.begin() + batch, iterations.begin());
+      std::copy(host.begin() + batch, host.end(), converged.begin());
       return true;
     } else {
       return false;

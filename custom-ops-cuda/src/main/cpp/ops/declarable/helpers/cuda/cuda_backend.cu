@@ -96,6 +96,7 @@ struct BackendState {
   size_t biasesBytes = 0;
   unsigned long long* diffBits = nullptr;
   size_t diffCount = 0;
+  cuda::DenseResidentState denseResident;
   // The dense column pass's split partials, and its arrival counters (zero between launches).
   void* densePartials = nullptr;
   size_t densePartialsBytes = 0;
@@ -291,6 +292,11 @@ class StatePool {
     std::unique_ptr<BackendState> s(new BackendState);
     s->device = device;
     check(cudaDeviceGetAttribute(&s->smCount, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+    DenseDevice& dense = s->denseResident.device;
+    dense.smCount = s->smCount;
+    check(cudaDeviceGetAttribute(&dense.computeMajor, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&dense.maxSharedPerBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+          "cudaDeviceGetAttribute");
     check(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), "cudaStreamCreate");
     return s;
   }
@@ -418,12 +424,7 @@ template <typename T>
 bool CudaBackend::denseResident(const DenseBatch<T>& b, const DenseResidentSolve<T>& solve) {
   BackendState& s = *state_;
   s.select();
-  cuda::DenseDevice device{s.smCount, 0, 0};
-  cuda::check(cudaDeviceGetAttribute(&device.computeMajor, cudaDevAttrComputeCapabilityMajor, s.device),
-              "cudaDeviceGetAttribute");
-  cuda::check(cudaDeviceGetAttribute(&device.maxSharedPerBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, s.device),
-              "cudaDeviceGetAttribute");
-  const bool launched = cuda::launchDenseResident(b, solve, device, s.stream);
+  const bool launched = cuda::launchDenseResident(b, solve, s.denseResident, s.stream);
   cuda::check(cudaGetLastError(), "dense resident solve launch");
   return launched;
 }

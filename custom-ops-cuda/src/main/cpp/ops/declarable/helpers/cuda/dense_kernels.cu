@@ -9,11 +9,12 @@
 //    streams rows, so that a warp reads 32 consecutive values of a row (coalesced, row-major C);
 //    the 8 warps merge through shared memory, and the ranges of rows through a workspace merged by
 //    the last CTA of the chunk to arrive (a threadfence reduction).
-//  - Resident solve: a cluster of K CTAs per item (K = 1 before Hopper), CTA r keeping rows
-//    [r R, (r + 1) R) of the item in shared memory. A row pass is local; a column pass leaves each
-//    CTA's partial per column, CTA r merges columns [r M/K, (r + 1) M/K) from every CTA's shared
-//    memory (distributed shared memory) and writes their biases into every CTA. Two cluster
-//    barriers per iteration; the threshold is checked on the device, so the loop needs no host.
+//  - Resident solve: a cluster of K CTAs per item (K = 1 before Hopper, up to 16 on it), CTA r
+//    keeping rows [r R, (r + 1) R) of the item in shared memory. A row pass is local; a column pass
+//    pushes each CTA's partial per column into the shared memory of the CTA that merges it (CTA r:
+//    columns [r M/K, (r + 1) M/K), distributed shared memory), which writes their biases into every
+//    CTA. Two cluster barriers per iteration; the threshold is checked on the device, so the loop
+//    needs no host.
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
@@ -36,7 +37,10 @@ constexpr int kRowUnroll = 8;       // columns per lane per step of a row reduct
 constexpr int kColumnUnroll = 4;    // rows per step of a column reduction
 constexpr int kChunk = 32;          // columns per CTA of a column pass
 constexpr int64_t kMinSplitRows = 64;
-constexpr int kMaxCluster = 8;      // the portable cluster size
+constexpr int kPortableCluster = 8;
+// Clusters of 16 (non-portable, Hopper) put a small batch on every SM: 8 items of 256 rows fill
+// 128 SMs instead of 64, with half the rows per CTA on each iteration's dependent chain.
+constexpr int kMaxCluster = 16;
 // The resident solve has one CTA per SM (its slab fills the shared memory): more warps hide the
 // latency of its dependent exponentials, shuffles and cluster reads.
 constexpr int kResidentThreads = 512;
@@ -287,7 +291,7 @@ __global__ void __launch_bounds__(kThreads) densePlanColumnsProductKernel(const 
 struct ResidentShape {
   int cluster;     // K CTAs per item
   int rowsPerCta;  // R
-  int colsPerCta;  // columns each CTA merges
+  int colsPerCta;  // MC: the columns whose partials each CTA merges
   size_t smemBytes;
 };
 
@@ -297,11 +301,13 @@ ResidentShape residentShape(int64_t n, int64_t m, int cluster) {
   s.cluster = cluster;
   s.rowsPerCta = int((n + cluster - 1) / cluster);
   s.colsPerCta = int((m + cluster - 1) / cluster);
-  // slab R x m; column biases, partial maxima and sums (3 m); row biases, f, log2 a (3 R); g (M/K);
-  // the cluster's change slots (K) and a reduction scratch; then R presence bytes.
-  const size_t values = size_t(s.rowsPerCta) * size_t(m) + 3 * size_t(m) + 3 * size_t(s.rowsPerCta) +
-                        size_t(s.colsPerCta) + size_t(cluster) + kResidentWarps;
-  s.smemBytes = values * sizeof(T) + size_t(s.rowsPerCta);
+  // slab R x m; column biases (m); row biases, f, log2 a (3 R); the partials every CTA pushes for
+  // this CTA's columns (max and sum, 2 K MC); g and log2 b of these columns (2 MC); every warp's
+  // largest change (K x warps); then the presence bytes of the R rows and MC columns.
+  const size_t values = size_t(s.rowsPerCta) * size_t(m) + size_t(m) + 3 * size_t(s.rowsPerCta) +
+                        2 * size_t(cluster) * size_t(s.colsPerCta) + 2 * size_t(s.colsPerCta) +
+                        size_t(cluster) * kResidentWarps;
+  s.smemBytes = values * sizeof(T) + size_t(s.rowsPerCta) + size_t(s.colsPerCta);
   return s;
 }
 
@@ -332,39 +338,199 @@ __device__ __forceinline__ U* inCta(U* p, int q, int cluster) {
   return p;
 }
 
+// A float's bits as an int that orders like the float (a negative value's magnitude bits flipped):
+// a warp's largest float is then one redux instruction instead of five shuffle rounds.
+__device__ __forceinline__ int orderedKey(float v) {
+  const int bits = __float_as_int(v);
+  return bits >= 0 ? bits : bits ^ 0x7fffffff;
+}
+
+__device__ __forceinline__ float fromOrderedKey(int key) { return __int_as_float(key >= 0 ? key : key ^ 0x7fffffff); }
+
+// Each v[p] becomes its maximum over the warp (every lane active).
+template <int P>
+__device__ __forceinline__ void warpMax(float (&v)[P]) {
+#pragma unroll
+  for (int p = 0; p < P; ++p) v[p] = fromOrderedKey(__reduce_max_sync(0xffffffffu, orderedKey(v[p])));
+}
+
+template <int P>
+__device__ __forceinline__ void warpMax(double (&v)[P]) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+    for (int p = 0; p < P; ++p) v[p] = fmax(v[p], __shfl_xor_sync(0xffffffffu, v[p], o));
+}
+
+// Each lane's acc[p] merged over the warp, as a base-2 log-sum-exp: the warp's maximum first, then
+// one sum of the lanes' rescaled sums (P rows' shuffles interleaved), instead of a merge per round.
+template <typename T, int P>
+__device__ __forceinline__ void warpLog2SumExp(const Lse2<T> (&acc)[P], T (&out)[P]) {
+  T top[P], sum[P];
+#pragma unroll
+  for (int p = 0; p < P; ++p) top[p] = acc[p].max;
+  warpMax(top);
+#pragma unroll
+  for (int p = 0; p < P; ++p) sum[p] = top[p] == -INFINITY ? T(0) : acc[p].sum * exp2Of<T>(acc[p].max - top[p]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+    for (int p = 0; p < P; ++p) sum[p] += __shfl_xor_sync(0xffffffffu, sum[p], o);
+#pragma unroll
+  for (int p = 0; p < P; ++p) out[p] = top[p] + log2Of<T>(sum[p]);  // -inf when every score is
+}
+
+// One CTA's part of an item in the resident solve: its shared memory and its place in the cluster.
+template <typename T>
+struct ResidentCta {
+  int K, R, MC, rank, rows, cols, m;
+  T scale2;
+  T* slab;      // rows x m
+  T* colBias;   // all m columns, written by their owners
+  T* rowBias;
+  T* f;
+  T* log2a;
+  T* inboxMax;  // K x MC: each CTA's partial for this CTA's columns
+  T* inboxSum;
+  T* g;         // this CTA's columns
+  T* log2b;
+  T* slots;     // K x warps: every warp's largest change, per rank
+  const uint8_t* rowPresent;
+  const uint8_t* colPresent;
+
+  // Rows i0, i0 + warps, ... (P of them, all < rows) by one warp: P rows share each load of the
+  // column biases and their reductions interleave, P independent chains per lane.
+  template <int P>
+  __device__ __forceinline__ void updateRows(int i0, T epsDamping, int lane, T& change) const {
+    Lse2<T> acc[P];
+    for (int j0 = 0; j0 < m; j0 += 32 * kRowUnroll) {
+      T bias[kRowUnroll];
+#pragma unroll
+      for (int u = 0; u < kRowUnroll; ++u) {
+        const int j = j0 + u * 32 + lane;
+        bias[u] = j < m ? colBias[j] : T(-INFINITY);
+      }
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        const T* c = slab + (i0 + p * kResidentWarps) * m;
+        T s[kRowUnroll];
+#pragma unroll
+        for (int u = 0; u < kRowUnroll; ++u) {
+          const int j = j0 + u * 32 + lane;
+          s[u] = j < m ? score(bias[u], c[j], scale2) : T(-INFINITY);
+        }
+        acc[p].add(s);
+      }
+    }
+    T log2Sum[P];
+    warpLog2SumExp(acc, log2Sum);
+    if (lane != 0) return;
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const int i = i0 + p * kResidentWarps;
+      const bool present = rowPresent[i];
+      const T fNew = present ? -epsDamping * T(kLn2) * log2Sum[p] : T(0);
+      change = fmax(change, fabs(fNew - f[i]));
+      f[i] = fNew;
+      rowBias[i] = present ? fma(fNew, scale2, log2a[i]) : T(-INFINITY);
+    }
+  }
+
+  // Column j's partial over this CTA's rows, pushed to the inbox of the CTA that merges column j.
+  // Two accumulators over alternate groups of rows halve the dependent chain.
+  __device__ __forceinline__ void pushColumnPartial(int j) const {
+    Lse2<T> even, odd;
+    const T* c = slab + j;
+    for (int i0 = 0; i0 < rows; i0 += 2 * kColumnUnroll) {
+      T s0[kColumnUnroll], s1[kColumnUnroll];
+#pragma unroll
+      for (int u = 0; u < kColumnUnroll; ++u) {
+        const int i = i0 + u, i1 = i0 + kColumnUnroll + u;
+        s0[u] = i < rows ? score(rowBias[i], c[i * m], scale2) : T(-INFINITY);
+        s1[u] = i1 < rows ? score(rowBias[i1], c[i1 * m], scale2) : T(-INFINITY);
+      }
+      even.add(s0);
+      odd.add(s1);
+    }
+    even.merge(odd.max, odd.sum);
+    const int owner = j / MC, at = rank * MC + (j - owner * MC);
+    *inCta(inboxMax + at, owner, K) = even.max;
+    *inCta(inboxSum + at, owner, K) = even.sum;
+  }
+
+  // Column col0 + jj from the K partials in the inbox (the maximum, then independent rescaled
+  // terms); its bias is written into every CTA of the cluster.
+  __device__ __forceinline__ void mergeColumn(int jj, int col0, T epsDamping, T& change) const {
+    T top = -INFINITY;
+#pragma unroll
+    for (int q = 0; q < kMaxCluster; ++q)
+      if (q < K) top = fmax(top, inboxMax[q * MC + jj]);
+    T total = 0;
+    if (top > -INFINITY) {
+#pragma unroll
+      for (int q = 0; q < kMaxCluster; ++q)
+        if (q < K) total += inboxSum[q * MC + jj] * exp2Of<T>(inboxMax[q * MC + jj] - top);
+    }
+    const bool valid = colPresent[jj];
+    const T gNew = valid ? -epsDamping * T(kLn2) * (top + log2Of<T>(total)) : T(0);
+    const T bias = valid ? fma(gNew, scale2, log2b[jj]) : T(-INFINITY);
+    change = fmax(change, fabs(gNew - g[jj]));
+    g[jj] = gNew;
+    for (int q = 0; q < K; ++q) *inCta(colBias + col0 + jj, q, K) = bias;
+  }
+};
+
+// Per iteration: the row pass (local), the column partials pushed to their owners' inboxes, a
+// cluster barrier, the owners' merges writing every column's bias into every CTA, a cluster
+// barrier. Two barriers rather than one: with one, every CTA would merge all m columns itself
+// from all K partials, K times the distributed shared memory traffic (2 K m values per CTA per
+// iteration instead of 3 m). Partials and biases travel as remote stores, so no CTA waits on a
+// remote load; the barriers' release/acquire orders them.
 template <typename T>
 __global__ void __launch_bounds__(kResidentThreads) denseResidentKernel(const DenseBatch<T> b, const DenseResidentSolve<T> r,
                                                                 const ResidentShape shape) {
   extern __shared__ __align__(16) unsigned char smemRaw[];
-  const int K = shape.cluster, R = shape.rowsPerCta, MC = shape.colsPerCta;
+  ResidentCta<T> cta;
+  cta.K = shape.cluster, cta.R = shape.rowsPerCta, cta.MC = shape.colsPerCta;
+  const int K = cta.K, R = cta.R, MC = cta.MC;
   const int rank = int(clusterRank(K));
-  const int64_t item = blockIdx.x / K, n = b.n, m = b.m;
+  const int64_t item = blockIdx.x / K, n = b.n;
+  const int m = int(b.m);
   const int64_t row0 = int64_t(rank) * R, col0 = int64_t(rank) * MC;
   const int rows = int(max(int64_t(0), min(int64_t(R), n - row0)));
-  const int cols = int(max(int64_t(0), min(int64_t(MC), m - col0)));
-  T* slab = reinterpret_cast<T*>(smemRaw);  // rows x m
-  T* colBias = slab + size_t(R) * size_t(m);
-  T* partMax = colBias + m;
-  T* partSum = partMax + m;
-  T* rowBias = partSum + m;
-  T* f = rowBias + R;
-  T* log2a = f + R;
-  T* g = log2a + R;                          // the columns this CTA merges
-  T* slots = g + MC;                         // each CTA's largest change, per rank
-  T* scratch = slots + K;
-  uint8_t* present = reinterpret_cast<uint8_t*>(scratch + kResidentWarps);
+  const int cols = int(max(int64_t(0), min(int64_t(MC), int64_t(m) - col0)));
+  cta.rank = rank, cta.rows = rows, cta.cols = cols, cta.m = m, cta.scale2 = r.scale2;
+  cta.slab = reinterpret_cast<T*>(smemRaw);
+  cta.colBias = cta.slab + size_t(R) * size_t(m);
+  cta.rowBias = cta.colBias + m;
+  cta.f = cta.rowBias + R;
+  cta.log2a = cta.f + R;
+  cta.inboxMax = cta.log2a + R;
+  cta.inboxSum = cta.inboxMax + K * MC;
+  cta.g = cta.inboxSum + K * MC;
+  cta.log2b = cta.g + MC;
+  cta.slots = cta.log2b + MC;
+  uint8_t* rowPresent = reinterpret_cast<uint8_t*>(cta.slots + K * kResidentWarps);
+  uint8_t* colPresent = rowPresent + R;
+  cta.rowPresent = rowPresent, cta.colPresent = colPresent;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
   const T* source = b.cost + (item * n + row0) * m;
-  for (int64_t e = tid; e < int64_t(rows) * m; e += kResidentThreads) slab[e] = source[e];
-  for (int64_t j = tid; j < m; j += kResidentThreads) colBias[j] = b.log2B[item * m + j];  // g = 0
+#pragma unroll 4
+  for (int e = tid; e < rows * m; e += kResidentThreads) cta.slab[e] = source[e];
+  for (int j = tid; j < m; j += kResidentThreads) cta.colBias[j] = b.log2B[item * m + j];  // g = 0
   for (int i = tid; i < rows; i += kResidentThreads) {
-    log2a[i] = b.log2A[item * n + row0 + i];
-    present[i] = b.maskA[item * n + row0 + i];
-    f[i] = 0;
+    cta.log2a[i] = b.log2A[item * n + row0 + i];
+    rowPresent[i] = b.maskA[item * n + row0 + i];
+    cta.f[i] = 0;
   }
-  for (int jj = tid; jj < cols; jj += kResidentThreads) g[jj] = 0;
-  __syncthreads();
+  for (int jj = tid; jj < cols; jj += kResidentThreads) {
+    cta.g[jj] = 0;
+    cta.log2b[jj] = b.log2B[item * m + col0 + jj];
+    colPresent[jj] = b.maskB[item * m + col0 + jj];
+  }
+  // Every CTA's shared memory is initialised before any CTA pushes into it.
+  clusterSync(K);
 
   int it = 0;
   bool converged = false;
@@ -372,75 +538,38 @@ __global__ void __launch_bounds__(kResidentThreads) denseResidentKernel(const De
     ++it;
     const bool check = r.threshold > 0 && it % r.checkEvery == 0;
     T change = 0;
-    for (int i = warp; i < rows; i += kResidentWarps) {
-      T fNew = 0, bias = -INFINITY;
-      if (present[i]) {
-        Lse2<T> acc;
-        accumulateRow(acc, slab + size_t(i) * size_t(m), colBias, m, r.scale2, lane);
-        acc.warpMerge();
-        fNew = -r.epsDampingA * T(kLn2) * acc.log2();
-        bias = fma(fNew, r.scale2, log2a[i]);
-      }
-      if (lane == 0) {
-        change = fmax(change, fabs(fNew - f[i]));
-        f[i] = fNew;
-        rowBias[i] = bias;
-      }
-    }
+    int i = warp;
+    for (; i + kResidentWarps < rows; i += 2 * kResidentWarps) cta.template updateRows<2>(i, r.epsDampingA, lane, change);
+    if (i < rows) cta.template updateRows<1>(i, r.epsDampingA, lane, change);
     __syncthreads();
-    for (int64_t j = tid; j < m; j += kResidentThreads) {
-      Lse2<T> acc;
-      accumulateColumn(acc, slab + j, m, rowBias, 0, rows, 1, r.scale2);
-      partMax[j] = acc.max;
-      partSum[j] = acc.sum;
-    }
-    clusterSync(K);  // every CTA's partials are complete
-    for (int jj = tid; jj < cols; jj += kResidentThreads) {
-      const int64_t j = col0 + jj;
-      // Every CTA's partial first (K loads in flight), then the merge.
-      T maxes[kMaxCluster], sums[kMaxCluster];
-#pragma unroll
-      for (int q = 0; q < kMaxCluster; ++q)
-        if (q < K) maxes[q] = *inCta(partMax + j, q, K), sums[q] = *inCta(partSum + j, q, K);
-      Lse2<T> acc;
-#pragma unroll
-      for (int q = 0; q < kMaxCluster; ++q)
-        if (q < K) acc.merge(maxes[q], sums[q]);
-      const bool valid = b.maskB[item * m + j];
-      const T gNew = valid ? -r.epsDampingB * T(kLn2) * acc.log2() : T(0);
-      const T bias = valid ? fma(gNew, r.scale2, b.log2B[item * m + j]) : T(-INFINITY);
-      change = fmax(change, fabs(gNew - g[jj]));
-      g[jj] = gNew;
-      for (int q = 0; q < K; ++q) *inCta(colBias + j, q, K) = bias;
-    }
+    for (int j = tid; j < m; j += kResidentThreads) cta.pushColumnPartial(j);
+    clusterSync(K);  // every partial is in its owner's inbox
+    for (int jj = tid; jj < cols; jj += kResidentThreads) cta.mergeColumn(jj, int(col0), r.epsDampingB, change);
     if (check) {
-      T top = change;
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) top = fmax(top, __shfl_xor_sync(0xffffffffu, top, o));
-      if (lane == 0) scratch[warp] = top;
-      __syncthreads();
-      if (tid == 0) {
-        for (int w = 1; w < kResidentWarps; ++w) top = fmax(top, scratch[w]);
-        for (int q = 0; q < K; ++q) *inCta(slots + rank, q, K) = top;
-      }
+      T top[1] = {change};
+      warpMax(top);
+      if (lane == 0)
+        for (int q = 0; q < K; ++q) *inCta(cta.slots + rank * kResidentWarps + warp, q, K) = top[0];
     }
     clusterSync(K);  // the column biases (and the changes) are everywhere
     if (check) {
-      T top = 0;
-      for (int q = 0; q < K; ++q) top = fmax(top, slots[q]);
-      if (double(top) < r.threshold) {
+      // Every warp reduces the same slots: the whole cluster takes the same decision.
+      T top[1] = {0};
+      for (int s = lane; s < K * kResidentWarps; s += 32) top[0] = fmax(top[0], cta.slots[s]);
+      warpMax(top);
+      if (double(top[0]) < r.threshold) {
         converged = true;
         break;
       }
     }
   }
   for (int i = tid; i < rows; i += kResidentThreads) {
-    r.f[item * n + row0 + i] = f[i];
-    r.biasA[item * n + row0 + i] = rowBias[i];
+    r.f[item * n + row0 + i] = cta.f[i];
+    r.biasA[item * n + row0 + i] = cta.rowBias[i];
   }
   for (int jj = tid; jj < cols; jj += kResidentThreads) {
-    r.g[item * m + col0 + jj] = g[jj];
-    r.biasB[item * m + col0 + jj] = colBias[col0 + jj];
+    r.g[item * m + col0 + jj] = cta.g[jj];
+    r.biasB[item * m + col0 + jj] = cta.colBias[col0 + jj];
   }
   if (rank == 0 && tid == 0) {
     r.iterations[item] = it;
@@ -504,43 +633,80 @@ void launchDensePlanProduct(const DenseBatch<T>& b, const T* biasA, const T* bia
   }
 }
 
-template <typename T>
-bool launchDenseResident(const DenseBatch<T>& b, const DenseResidentSolve<T>& solve, const DenseDevice& device,
-                         void* stream) {
-  const int largest = device.computeMajor >= 9 ? kMaxCluster : 1;
-  // The smallest cluster that holds an item, then larger ones while the batch leaves SMs idle
-  // and every CTA keeps a few rows per warp.
-  int cluster = 1;
-  while (cluster <= largest && residentShape<T>(b.n, b.m, cluster).smemBytes > size_t(device.maxSharedPerBlock))
-    cluster *= 2;
-  if (cluster > largest) return false;
-  while (cluster < largest && b.batch * cluster < device.smCount && b.n >= int64_t(kResidentWarps) * cluster) cluster *= 2;
-  const ResidentShape shape = residentShape<T>(b.n, b.m, cluster);
-  auto kernel = denseResidentKernel<T>;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shape.smemBytes)) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
+namespace {
+
+cudaLaunchConfig_t residentConfig(const ResidentShape& shape, int64_t items, cudaStream_t stream,
+                                  cudaLaunchAttribute& attribute) {
   cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(b.batch * cluster));
+  config.gridDim = dim3(static_cast<unsigned>(items * shape.cluster));
   config.blockDim = dim3(kResidentThreads);
   config.dynamicSmemBytes = shape.smemBytes;
-  config.stream = static_cast<cudaStream_t>(stream);
-  cudaLaunchAttribute attribute[1];
-  attribute[0].id = cudaLaunchAttributeClusterDimension;
-  attribute[0].val.clusterDim.x = static_cast<unsigned>(cluster);
-  attribute[0].val.clusterDim.y = 1;
-  attribute[0].val.clusterDim.z = 1;
-  config.attrs = attribute;
-  config.numAttrs = cluster > 1 ? 1 : 0;
-  if (cluster > 1) {
-    int active = 0;
-    if (cudaOccupancyMaxActiveClusters(&active, kernel, &config) != cudaSuccess || active < 1) {
-      cudaGetLastError();
-      return false;
-    }
+  config.stream = stream;
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = static_cast<unsigned>(shape.cluster);
+  attribute.val.clusterDim.y = 1;
+  attribute.val.clusterDim.z = 1;
+  config.attrs = &attribute;
+  config.numAttrs = shape.cluster > 1 ? 1 : 0;
+  return config;
+}
+
+// Clusters of this shape the device runs at once (0 if none), asked once per shape.
+template <typename T>
+int activeClusters(const ResidentShape& shape, DenseResidentState& state) {
+  if (shape.cluster == 1) return state.device.smCount;
+  const auto key = std::make_tuple(int(sizeof(T)), shape.cluster, shape.smemBytes);
+  const auto known = state.activeClusters.find(key);
+  if (known != state.activeClusters.end()) return known->second;
+  cudaLaunchAttribute attribute;
+  const cudaLaunchConfig_t config = residentConfig(shape, 1, nullptr, attribute);
+  int active = 0;
+  if (cudaOccupancyMaxActiveClusters(&active, denseResidentKernel<T>, &config) != cudaSuccess) {
+    cudaGetLastError();
+    active = 0;
   }
-  cudaLaunchKernelEx(&config, kernel, b, solve, shape);
+  state.activeClusters.emplace(key, active);
+  return active;
+}
+
+}  // namespace
+
+template <typename T>
+bool launchDenseResident(const DenseBatch<T>& b, const DenseResidentSolve<T>& solve, DenseResidentState& state,
+                         void* stream) {
+  const DenseDevice& device = state.device;
+  const int precision = sizeof(T) == sizeof(double) ? 1 : 0;
+  if (state.largestCluster[precision] == 0) {
+    // Once per kernel: the largest dynamic shared memory (every shape fits under it) and, on
+    // Hopper, clusters of 16 where the device allows them.
+    auto kernel = denseResidentKernel<T>;
+    int largest = 1;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, device.maxSharedPerBlock) != cudaSuccess) {
+      largest = -1;
+    } else if (device.computeMajor >= 9) {
+      largest = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess
+                    ? kMaxCluster : kPortableCluster;
+    }
+    cudaGetLastError();
+    state.largestCluster[precision] = largest;
+  }
+  const int largest = state.largestCluster[precision];
+  if (largest < 0) return false;
+  // The smallest portable cluster that holds an item; then larger ones while the batch leaves SMs
+  // idle, every CTA keeps a few rows per warp, and the whole batch still runs at once (a second
+  // wave would cost more than the larger cluster saves).
+  int cluster = 1;
+  const int fitting = std::min(largest, kPortableCluster);
+  while (cluster <= fitting && residentShape<T>(b.n, b.m, cluster).smemBytes > size_t(device.maxSharedPerBlock))
+    cluster *= 2;
+  if (cluster > fitting || activeClusters<T>(residentShape<T>(b.n, b.m, cluster), state) < 1) return false;
+  while (cluster < largest && b.batch * cluster < device.smCount && b.n >= int64_t(kResidentWarps) * cluster &&
+         activeClusters<T>(residentShape<T>(b.n, b.m, 2 * cluster), state) >= b.batch)
+    cluster *= 2;
+  const ResidentShape shape = residentShape<T>(b.n, b.m, cluster);
+  cudaLaunchAttribute attribute;
+  const cudaLaunchConfig_t config = residentConfig(shape, b.batch, static_cast<cudaStream_t>(stream), attribute);
+  cudaLaunchKernelEx(&config, denseResidentKernel<T>, b, solve, shape);
   return true;
 }
 
@@ -551,7 +717,7 @@ bool launchDenseResident(const DenseBatch<T>& b, const DenseResidentSolve<T>& so
   template void launchDensePlan<T>(const DenseBatch<T>&, const T*, const T*, T, T*, void*);                       \
   template void launchDensePlanProduct<T>(const DenseBatch<T>&, const T*, const T*, T, bool, int64_t, const T*,  \
                                           T*, void*);                                                             \
-  template bool launchDenseResident<T>(const DenseBatch<T>&, const DenseResidentSolve<T>&, const DenseDevice&,    \
+  template bool launchDenseResident<T>(const DenseBatch<T>&, const DenseResidentSolve<T>&, DenseResidentState&,  \
                                        void*);
 SINKHORN_DENSE_INSTANTIATE(float)
 SINKHORN_DENSE_INSTANTIATE(double)

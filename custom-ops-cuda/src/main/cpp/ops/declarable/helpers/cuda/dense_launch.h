@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <tuple>
 
 #include "../dense.h"
 
@@ -42,10 +44,19 @@ struct DenseDevice {
   int computeMajor;        // clusters of CTAs from 9 (Hopper) on
   int maxSharedPerBlock;   // opt-in bytes of dynamic shared memory per CTA
 };
+// What the resident solve learns once per backend state rather than on every call: the device,
+// the kernels' attributes, and how many clusters of each shape run at once.
+struct DenseResidentState {
+  DenseDevice device{};
+  // Per precision (float, double): 0 until the kernel's attributes are set, then its largest
+  // cluster, or -1 where the kernel cannot take the device's shared memory.
+  int largestCluster[2] = {0, 0};
+  std::map<std::tuple<int, int, size_t>, int> activeClusters;  // (sizeof(T), cluster, bytes) -> clusters
+};
 // The whole loop in one launch, each item held in the shared memory of a cluster of CTAs. Returns
 // false, launching nothing, when no cluster holds an item on this device.
 template <typename T>
-bool launchDenseResident(const DenseBatch<T>& batch, const DenseResidentSolve<T>& solve, const DenseDevice& device,
+bool launchDenseResident(const DenseBatch<T>& batch, const DenseResidentSolve<T>& solve, DenseResidentState& state,
                          void* stream);
 
 }  // namespace cuda

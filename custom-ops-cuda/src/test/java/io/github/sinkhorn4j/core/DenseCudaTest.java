@@ -13,8 +13,9 @@ import org.junit.jupiter.params.provider.CsvSource;
 /**
  * The dense solver on CUDA against the CPU backend, on random batched problems with variable
  * lengths. The sizes reach both CUDA paths: items that fit the shared memory of a cluster of CTAs
- * (the resident solve, the whole loop in one launch) and items that do not (a launch per pass; tall
- * items split their column passes over several CTAs). Run on the GPU machine (tag "gpu").
+ * (the resident solve, the whole loop in one launch; clusters of 16 on Hopper for small batches) and
+ * items that do not (a launch per pass; tall items split their column passes over several CTAs).
+ * Run on the GPU machine (tag "gpu").
  */
 @Tag("gpu")
 class DenseCudaTest {
@@ -60,6 +61,11 @@ class DenseCudaTest {
         "float64, 3, 100, 130,    , 2.0, true, 100, 0",
         "float64, 3, 100, 130,    ,    , false, 5000, 1e-11",
         "float32, 64, 33, 17,  0.5,    , true, 5000, 1e-5",
+        // resident in clusters of 16 CTAs on Hopper (few items of at least 128 rows), ragged last CTAs
+        "float32, 4, 256, 300,    ,    , true, 100, 0",
+        "float32, 4, 256, 300, 0.5, 2.0, true, 5000, 1e-5",
+        "float64, 2, 300, 200,    , 2.0, true, 5000, 1e-11",
+        "float64, 2, 300, 200,    ,    , false, 100, 0",
         // a launch per pass: items too large for a cluster
         "float64, 2, 300, 3000,   ,    , true, 100, 0",
         "float64, 2, 300, 3000, 0.5, 0.5, true, 5000, 1e-11",
