@@ -60,6 +60,11 @@ class CpuBackend {
   template <typename T>
   void pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows, int64_t d,
                      T* out);
+  // Runs work() times times: the kernels run as they are called, so there is no launch cost to hide.
+  template <typename Work>
+  void repeat(int64_t times, int64_t /*pairs*/, bool /*sameAsLast*/, Work&& work) {
+    for (int64_t i = 0; i < times; ++i) work();
+  }
 };
 
 // Worker threads used by the CPU kernels: SINKHORN4J_NUM_THREADS, else every hardware thread.
