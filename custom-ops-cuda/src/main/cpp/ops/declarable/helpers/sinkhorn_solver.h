@@ -81,7 +81,7 @@ class DivergenceSolver {
         active_(backend, std::vector<uint8_t>(segments_, 1)) {
     st_.cost = cost;
     for (int64_t s = 0; s < segments_; ++s)
-      crossPairs_ += (clouds.xOffsets[s + 1] - clouds.xOffsets[s]) * (clouds.yOffsets[s + 1] - clouds.yOffsets[s]);
+      crossEntries_ += (clouds.xOffsets[s + 1] - clouds.xOffsets[s]) * (clouds.yOffsets[s + 1] - clouds.yOffsets[s]);
     x_.upload(clouds.x);
     y_.upload(clouds.y);
     BoundingBox box(hc_.d);
@@ -142,7 +142,7 @@ class DivergenceSolver {
       const double eps = epsList[done];
       if (end - done >= 2 && done >= st_.firstCheck && (done - st_.firstCheck) % 2 == 0) {
         const int64_t pairs = static_cast<int64_t>((end - done) / 2);
-        be_.repeat(pairs, crossPairs_, pairsQueued, [&] {
+        be_.repeat(pairs, crossEntries_, pairsQueued, [&] {
           queueIteration(eps, pot_, next_);
           queueIteration(eps, next_, pot_);
         });
@@ -377,7 +377,7 @@ class DivergenceSolver {
   Buffer<int64_t, Backend> xOff_, yOff_;
   Buffer<uint8_t, Backend> active_;
   std::vector<uint8_t> activeHost_;
-  int64_t crossPairs_ = 0;  // sum over the segments of n_s m_s: the entries of one softmin pass of x from y
+  int64_t crossEntries_ = 0;  // sum over the segments of n_s m_s: the cost entries of a pass of x from y
   PotentialSet pot_, next_;  // the current potentials and the next iteration's
   Vec baryXY_, baryYX_, baryXX_, baryYY_;
 };

@@ -62,7 +62,7 @@ class CpuBackend {
                      T* out);
   // Runs work() times times: the kernels run as they are called, so there is no launch cost to hide.
   template <typename Work>
-  void repeat(int64_t times, int64_t /*pairs*/, bool /*sameAsLast*/, Work&& work) {
+  void repeat(int64_t times, int64_t /*entries*/, bool /*sameAsLast*/, Work&& work) {
     for (int64_t i = 0; i < times; ++i) work();
   }
 };

@@ -389,11 +389,11 @@ void CudaBackend::synchronize() {
   cuda::check(cudaStreamSynchronize(state_->stream), "stream synchronisation");
 }
 
-CudaBackend::GraphPlan CudaBackend::planRepeat(bool sameAsLast, int64_t pairs) {
+CudaBackend::GraphPlan CudaBackend::planRepeat(bool sameAsLast, int64_t entries) {
   BackendState& s = *state_;
   using Last = BackendState::LastRepeat;
   if (sameAsLast && s.lastRepeat == Last::recorded) return GraphPlan::replay;
-  const bool pays = s.graphMode == SK_CUDA_GRAPHS_ON || (s.graphMode == SK_CUDA_GRAPHS_AUTO && pairs <= kGraphMaxPairs);
+  const bool pays = s.graphMode == SK_CUDA_GRAPHS_ON || (s.graphMode == SK_CUDA_GRAPHS_AUTO && entries <= kGraphMaxEntries);
   const bool warm = sameAsLast && s.lastRepeat == Last::direct;
   s.lastRepeat = Last::direct;  // every plan but replay starts with the work run directly or recorded
   if (!pays || s.graphsFailed) return GraphPlan::direct;

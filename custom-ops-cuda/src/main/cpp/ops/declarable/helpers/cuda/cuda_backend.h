@@ -75,8 +75,8 @@ class CudaBackend {
   // Queues work() times times. work() must queue softmin passes only (no transfer, allocation or
   // synchronisation), leave the host state as it found it and queue the same launches (kernels,
   // pointers, scalars) on every call; sameAsLast: they are also those of this backend's previous
-  // repeat() call. pairs: the cost-matrix entries of one softmin pass of work().
-  // Where graphs pay (mode on, or auto and pairs <= kGraphMaxPairs), one call of work() is recorded
+  // repeat() call. entries: the cost-matrix entries of one softmin pass of work().
+  // Where graphs pay (mode on, or auto and entries <= kGraphMaxEntries), one call of work() is recorded
   // into a CUDA graph by stream capture and the graph is launched for the other calls: one launch
   // instead of a few per softmin, and kernels back to back on the device. A new work first runs
   // once directly, which fills the caches (workspaces, tensor-core copies of the clouds) that the
@@ -84,12 +84,12 @@ class CudaBackend {
   // order as direct launches, so results are bitwise the same. The instantiated graph stays in the
   // pooled state, updated in place (cudaGraphExecUpdate) by the next recording of the same shape.
   template <typename Work>
-  void repeat(int64_t times, int64_t pairs, bool sameAsLast, Work&& work);
+  void repeat(int64_t times, int64_t entries, bool sameAsLast, Work&& work);
   // Largest pass, in cost-matrix entries, replayed as CUDA graphs in auto mode: 4096 x 4096. Estimated
   // from ~2-4 us of host time per launch against the softmin's time per entry: past this size the
-  // kernels take tens of microseconds and the launches hide behind them. BenchmarkRunner with
-  // -Dsinkhorn4j.cudaGraphs=on|off measures both sides.
-  static constexpr int64_t kGraphMaxPairs = int64_t(1) << 24;
+  // kernels take tens of microseconds and the launches hide behind them. BenchmarkRunner's
+  // --cuda-graphs on|off measures both sides.
+  static constexpr int64_t kGraphMaxEntries = int64_t(1) << 24;
 
   // The dense solver's primitives (../dense.h), kernels in dense_kernels.cu.
   template <typename T>
@@ -113,7 +113,7 @@ class CudaBackend {
     warmUp,   // a new work: run it once directly, then record it
     direct,   // graphs off, not worth it at this size, or a recording failed before
   };
-  GraphPlan planRepeat(bool sameAsLast, int64_t pairs);
+  GraphPlan planRepeat(bool sameAsLast, int64_t entries);
   // Starts capturing the stream. Ends the capture and instantiates the graph. Both return false, in
   // auto mode, when the capture, the recorded work or the instantiation failed, which leaves nothing
   // recorded or queued; in mode on the failure is thrown instead.
@@ -125,9 +125,9 @@ class CudaBackend {
 };
 
 template <typename Work>
-void CudaBackend::repeat(int64_t times, int64_t pairs, bool sameAsLast, Work&& work) {
+void CudaBackend::repeat(int64_t times, int64_t entries, bool sameAsLast, Work&& work) {
   if (times <= 0) return;
-  switch (planRepeat(sameAsLast, pairs)) {
+  switch (planRepeat(sameAsLast, entries)) {
     case GraphPlan::replay:
       return replay(times);
     case GraphPlan::direct:
