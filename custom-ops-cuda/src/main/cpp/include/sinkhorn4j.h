@@ -34,6 +34,13 @@ enum sk_status {
 enum sk_dtype { SK_FLOAT32 = 0, SK_FLOAT64 = 1 };
 enum sk_device { SK_DEVICE_AUTO = 0, SK_DEVICE_CPU = 1, SK_DEVICE_CUDA = 2 };
 enum sk_solver { SK_SOLVER_SYMMETRIC = 0, SK_SOLVER_ALTERNATING = 1 };
+/*
+ * CUDA graphs for the iterations at the final eps (CUDA backend): AUTO replays them as graphs on
+ * small problems, where launch costs dominate, and falls back to direct launches if a recording
+ * fails; OFF always launches directly; ON replays them at every size and fails with SK_DEVICE_ERROR
+ * when a recording fails. Results are bitwise the same in every mode.
+ */
+enum sk_cuda_graphs { SK_CUDA_GRAPHS_AUTO = 0, SK_CUDA_GRAPHS_OFF = 1, SK_CUDA_GRAPHS_ON = 2 };
 
 typedef struct sk_options {
   double blur;               /* target scale: the last eps of the schedule is blur^2 */
@@ -54,6 +61,7 @@ typedef struct sk_options {
   int32_t geomloss_gradients; /* weight relaxed sides by rho + eps/2 as GeomLoss's autograd does */
   int32_t device;            /* sk_device */
   int32_t allow_tf32;        /* CUDA float32: tensor-core TF32 dot products */
+  int32_t cuda_graphs;       /* sk_cuda_graphs */
 } sk_options;
 
 typedef struct sk_clouds {

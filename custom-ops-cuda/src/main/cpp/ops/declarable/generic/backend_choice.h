@@ -14,20 +14,24 @@
 
 namespace sinkhorn {
 
-// allowTf32: the CUDA backend's float32 dot products on tensor cores (see CudaBackend).
+// allowTf32: the CUDA backend's float32 dot products on tensor cores; cudaGraphs: its sk_cuda_graphs
+// mode (see CudaBackend).
 template <typename Fn>
-int32_t runOnBackend(int32_t device, bool allowTf32, Fn&& fn) {
+int32_t runOnBackend(int32_t device, bool allowTf32, int32_t cudaGraphs, Fn&& fn) {
   require(device == SK_DEVICE_AUTO || device == SK_DEVICE_CPU || device == SK_DEVICE_CUDA,
           "device must be auto, cpu or cuda");
+  require(cudaGraphs == SK_CUDA_GRAPHS_AUTO || cudaGraphs == SK_CUDA_GRAPHS_OFF || cudaGraphs == SK_CUDA_GRAPHS_ON,
+          "cuda_graphs must be auto, off or on");
   const bool cuda = device == SK_DEVICE_CUDA || (device == SK_DEVICE_AUTO && cudaDevices() > 0);
   if (cuda) {
 #ifdef SINKHORN_WITH_CUDA
     if (cudaDevices() == 0) throw Error(SK_NO_DEVICE, "device cuda requested but no CUDA device is usable");
-    helpers::CudaBackend backend(allowTf32);
+    helpers::CudaBackend backend(allowTf32, cudaGraphs);
     fn(backend);
     return SK_DEVICE_CUDA;
 #else
     (void)allowTf32;
+    (void)cudaGraphs;
     throw Error(SK_NO_DEVICE, "device cuda requested but this build of the library has no CUDA support");
 #endif
   }

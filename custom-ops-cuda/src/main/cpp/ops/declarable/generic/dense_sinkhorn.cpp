@@ -159,7 +159,7 @@ void solveTyped(const sk_dense_options& o, const sk_dense_inputs& in, sk_dense_o
                                         static_cast<T*>(out.plan),
                                         static_cast<T*>(out.grad_a),
                                         static_cast<T*>(out.grad_b)};
-  const int32_t used = runOnBackend(o.device, false, [&](auto& backend) {
+  const int32_t used = runOnBackend(o.device, false, SK_CUDA_GRAPHS_AUTO, [&](auto& backend) {
     using Backend = std::decay_t<decltype(backend)>;
     helpers::DenseSolver<T, Backend> solver(backend, p, st);
     solver.solve(ho);
@@ -178,7 +178,7 @@ void planProductTyped(const sk_dense_options& o, const sk_dense_inputs& in, cons
   checkPresent(static_cast<const T*>(f), p.maskA, 1, "f");
   checkPresent(static_cast<const T*>(g), p.maskB, 1, "g");
   checkPresent(static_cast<const T*>(v), transpose ? p.maskA : p.maskB, k, "v");
-  runOnBackend(o.device, false, [&](auto& backend) {
+  runOnBackend(o.device, false, SK_CUDA_GRAPHS_AUTO, [&](auto& backend) {
     helpers::densePlanProduct(backend, p, o.eps, static_cast<const T*>(f), static_cast<const T*>(g), transpose, k,
                               static_cast<const T*>(v), static_cast<T*>(out));
   });

@@ -145,7 +145,7 @@ helpers::SolverSettings settingsFor(const sk_options& o, double estimatedDiamete
 // Runs fn(backend) on the backend the options ask for; returns the sk_device used.
 template <typename Fn>
 int32_t withBackend(const sk_options& o, Fn&& fn) {
-  return runOnBackend(o.device, o.allow_tf32 != 0, std::forward<Fn>(fn));
+  return runOnBackend(o.device, o.allow_tf32 != 0, o.cuda_graphs, std::forward<Fn>(fn));
 }
 
 template <typename T>

@@ -11,6 +11,8 @@
 //   template <typename T> void translate(T* x, int64_t rows, int64_t d, const std::vector<double>& shift);  // x -= shift
 //   template <typename T> void pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq,
 //                                            int64_t rows, int64_t d, T* out);  // cp (x - bary) - cq (x - selfBary)
+//   template <typename Work> void repeat(int64_t times, int64_t entries, bool sameAsLast, Work&& work);
+//       // queues work() times times; see CudaBackend::repeat (CUDA graphs) and CpuBackend::repeat
 //   static constexpr int32_t kind;   // sk_device
 // CpuBackend (cpu/cpu_backend.h) and CudaBackend (cuda/cuda_backend.h) are the two.
 #ifndef SINKHORN_HELPERS_BACKEND_H

@@ -80,6 +80,8 @@ class DivergenceSolver {
         xOff_(backend, clouds.xOffsets), yOff_(backend, clouds.yOffsets),
         active_(backend, std::vector<uint8_t>(segments_, 1)) {
     st_.cost = cost;
+    for (int64_t s = 0; s < segments_; ++s)
+      crossEntries_ += (clouds.xOffsets[s + 1] - clouds.xOffsets[s]) * (clouds.yOffsets[s + 1] - clouds.yOffsets[s]);
     x_.upload(clouds.x);
     y_.upload(clouds.y);
     BoundingBox box(hc_.d);
@@ -100,8 +102,10 @@ class DivergenceSolver {
   void solve(const SolverSettings& settings, const HostOutputs<T>& out) {
     st_ = settings;
     const bool gradX = out.gradX != nullptr, gradY = out.gradY != nullptr;
-    f_ = Vec(be_, hc_.n), g_ = Vec(be_, hc_.m), fNew_ = Vec(be_, hc_.n), gNew_ = Vec(be_, hc_.m);
-    if (st_.debias) fAa_ = Vec(be_, hc_.n), gBb_ = Vec(be_, hc_.m), fAaNew_ = Vec(be_, hc_.n), gBbNew_ = Vec(be_, hc_.m);
+    for (PotentialSet* p : {&pot_, &next_}) {
+      p->f = Vec(be_, hc_.n), p->g = Vec(be_, hc_.m);
+      if (st_.debias) p->fAa = Vec(be_, hc_.n), p->gBb = Vec(be_, hc_.m);
+    }
     if (gradX) baryXY_ = Vec(be_, hc_.n * hc_.d);
     if (gradY) baryYX_ = Vec(be_, hc_.m * hc_.d);
     if (gradX && st_.debias) baryXX_ = Vec(be_, hc_.n * hc_.d);
@@ -113,41 +117,49 @@ class DivergenceSolver {
     const double eps0 = epsList.front();
 
     // Start from the potentials of zero potentials (GeomLoss) for the symmetric solver, from zero for the alternating one.
-    std::vector<SoftminPass<T>> passes;
     if (st_.symmetric) {
-      passes = {xFromY(eps0, nullptr, nullptr, 0, f_.get()), yFromX(eps0, nullptr, nullptr, 0, g_.get())};
+      std::vector<SoftminPass<T>> passes = {xFromY(eps0, nullptr, nullptr, 0, pot_.f.get()),
+                                            yFromX(eps0, nullptr, nullptr, 0, pot_.g.get())};
       if (st_.debias) {
-        passes.push_back(xFromX(eps0, nullptr, nullptr, 0, fAa_.get()));
-        passes.push_back(yFromY(eps0, nullptr, nullptr, 0, gBb_.get()));
+        passes.push_back(xFromX(eps0, nullptr, nullptr, 0, pot_.fAa.get()));
+        passes.push_back(yFromY(eps0, nullptr, nullptr, 0, pot_.gBb.get()));
       }
       be_.softmin(passes.data(), static_cast<int>(passes.size()));
     } else {
-      zero(f_, hc_.n), zero(g_, hc_.m);
-      if (st_.debias) zero(fAa_, hc_.n), zero(gBb_, hc_.m);
+      zero(pot_.f, hc_.n), zero(pot_.g, hc_.m);
+      if (st_.debias) zero(pot_.fAa, hc_.n), zero(pot_.gBb, hc_.m);
     }
 
+    // Runs of iterations between two stops (a threshold check or the end). At the final eps the
+    // iterations repeat identically up to the swap of pot_ and next_, so pairs of them, from an even
+    // offset into the fixed-eps phase (where pot_ holds the buffers it held at the first pair), go to
+    // the backend as repeated work: the CUDA backend replays them as a CUDA graph.
+    const size_t total = epsList.size();
     size_t done = 0;
-    for (size_t it = 0; it < epsList.size(); ++it) {
-      const double eps = epsList[it];
-      if (st_.symmetric) {
-        passes = {xFromY(eps, g_.get(), f_.get(), 0.5, fNew_.get()), yFromX(eps, f_.get(), g_.get(), 0.5, gNew_.get())};
-        addSelfPasses(passes, eps, 0.5);
-        be_.softmin(passes.data(), static_cast<int>(passes.size()));
+    bool pairsQueued = false;
+    while (done < total) {
+      const size_t end = runEnd(done);
+      const double eps = epsList[done];
+      if (end - done >= 2 && done >= st_.firstCheck && (done - st_.firstCheck) % 2 == 0) {
+        const int64_t pairs = static_cast<int64_t>((end - done) / 2);
+        be_.repeat(pairs, crossEntries_, pairsQueued, [&] {
+          queueIteration(eps, pot_, next_);
+          queueIteration(eps, next_, pot_);
+        });
+        pairsQueued = true;
+        done += 2 * static_cast<size_t>(pairs);
       } else {
-        passes = {xFromY(eps, g_.get(), f_.get(), 0, fNew_.get())};
-        addSelfPasses(passes, eps, 0.5);
-        be_.softmin(passes.data(), static_cast<int>(passes.size()));
-        passes = {yFromX(eps, fNew_.get(), g_.get(), 0, gNew_.get())};
-        be_.softmin(passes.data(), 1);
+        queueIteration(eps, pot_, next_);
+        swapPotentials();
+        ++done;
       }
-      done = it + 1;
+      if (done < end) continue;
       for (int64_t s = 0; s < segments_; ++s)
         if (activeHost_.empty() || activeHost_[s]) iterations[s] = static_cast<int32_t>(done);
-      const bool last = done == epsList.size();
-      const bool checkDue = it >= st_.firstCheck && st_.threshold > 0 &&
+      const bool last = done == total;
+      const bool checkDue = done > st_.firstCheck && st_.threshold > 0 &&
                             (done - st_.firstCheck) % static_cast<size_t>(st_.innerIterations) == 0;
       if (checkDue || last) measureChange(change);
-      swapPotentials();
       if (checkDue && !last && deactivateConverged(change)) break;
     }
     extrapolateAndAverage(epsList.back(), gradX, gradY);
@@ -182,10 +194,42 @@ class DivergenceSolver {
     return pass(y_, ySq_, yOff_, y_, ySq_, logB_, yOff_, eps, st_.rhoY, g, prev, blend, out);
   }
 
-  void addSelfPasses(std::vector<SoftminPass<T>>& passes, double eps, double blend) {
+  // The potentials of an iteration: those of the (x, y) problem and, debiased, the self potentials.
+  struct PotentialSet {
+    Vec f, g, fAa, gBb;
+  };
+
+  // End of the run that starts at iteration `done`: one iteration while eps decreases, else up to
+  // the next threshold check or the last iteration.
+  size_t runEnd(size_t done) const {
+    const size_t total = st_.epsList.size();
+    if (done < st_.firstCheck) return done + 1;
+    if (st_.threshold <= 0) return total;
+    const size_t inner = static_cast<size_t>(st_.innerIterations);
+    return std::min(total, st_.firstCheck + ((done - st_.firstCheck) / inner + 1) * inner);
+  }
+
+  // Queues one iteration at eps: every potential of `to` from those of `from`.
+  void queueIteration(double eps, const PotentialSet& from, PotentialSet& to) {
+    std::vector<SoftminPass<T>> passes;
+    if (st_.symmetric) {
+      passes = {xFromY(eps, from.g.get(), from.f.get(), 0.5, to.f.get()),
+                yFromX(eps, from.f.get(), from.g.get(), 0.5, to.g.get())};
+      addSelfPasses(passes, eps, from, to);
+      be_.softmin(passes.data(), static_cast<int>(passes.size()));
+    } else {
+      passes = {xFromY(eps, from.g.get(), from.f.get(), 0, to.f.get())};
+      addSelfPasses(passes, eps, from, to);
+      be_.softmin(passes.data(), static_cast<int>(passes.size()));
+      passes = {yFromX(eps, to.f.get(), from.g.get(), 0, to.g.get())};
+      be_.softmin(passes.data(), 1);
+    }
+  }
+
+  void addSelfPasses(std::vector<SoftminPass<T>>& passes, double eps, const PotentialSet& from, PotentialSet& to) {
     if (!st_.debias) return;
-    passes.push_back(xFromX(eps, fAa_.get(), fAa_.get(), blend, fAaNew_.get()));
-    passes.push_back(yFromY(eps, gBb_.get(), gBb_.get(), blend, gBbNew_.get()));
+    passes.push_back(xFromX(eps, from.fAa.get(), from.fAa.get(), 0.5, to.fAa.get()));
+    passes.push_back(yFromY(eps, from.gBb.get(), from.gBb.get(), 0.5, to.gBb.get()));
   }
 
   void zero(Vec& v, int64_t count) { v.upload(std::vector<T>(count, T(0)).data()); }
@@ -199,11 +243,11 @@ class DivergenceSolver {
       for (int64_t s = 0; s < segments_; ++s)
         if (activeHost_.empty() || activeHost_[s]) change[s] = first ? part[s] : std::max(change[s], part[s]);
     };
-    fold(fNew_, f_, xo, xOff_, true);
-    fold(gNew_, g_, yo, yOff_, false);
+    fold(pot_.f, next_.f, xo, xOff_, true);
+    fold(pot_.g, next_.g, yo, yOff_, false);
     if (st_.debias) {
-      fold(fAaNew_, fAa_, xo, xOff_, false);
-      fold(gBbNew_, gBb_, yo, yOff_, false);
+      fold(pot_.fAa, next_.fAa, xo, xOff_, false);
+      fold(pot_.gBb, next_.gBb, yo, yOff_, false);
     }
   }
 
@@ -220,8 +264,8 @@ class DivergenceSolver {
   }
 
   void swapPotentials() {
-    f_.swap(fNew_), g_.swap(gNew_);
-    if (st_.debias) fAa_.swap(fAaNew_), gBb_.swap(gBbNew_);
+    pot_.f.swap(next_.f), pot_.g.swap(next_.g);
+    if (st_.debias) pot_.fAa.swap(next_.fAa), pot_.gBb.swap(next_.gBb);
   }
 
   // GeomLoss's last extrapolation (every potential from the previous ones, no averaging), which is
@@ -235,11 +279,11 @@ class DivergenceSolver {
       if (average) withAverage(p, v, bary);
       if (average || st_.lastExtrapolation) passes.push_back(p);
     };
-    add(xFromY(eps, g_.get(), nullptr, 0, fNew_.get()), gradX, y_, baryXY_);
-    add(yFromX(eps, f_.get(), nullptr, 0, gNew_.get()), gradY, x_, baryYX_);
+    add(xFromY(eps, pot_.g.get(), nullptr, 0, next_.f.get()), gradX, y_, baryXY_);
+    add(yFromX(eps, pot_.f.get(), nullptr, 0, next_.g.get()), gradY, x_, baryYX_);
     if (st_.debias) {
-      add(xFromX(eps, fAa_.get(), nullptr, 0, fAaNew_.get()), gradX, x_, baryXX_);
-      add(yFromY(eps, gBb_.get(), nullptr, 0, gBbNew_.get()), gradY, y_, baryYY_);
+      add(xFromX(eps, pot_.fAa.get(), nullptr, 0, next_.fAa.get()), gradX, x_, baryXX_);
+      add(yFromY(eps, pot_.gBb.get(), nullptr, 0, next_.gBb.get()), gradY, y_, baryYY_);
     }
     be_.softmin(passes.data(), static_cast<int>(passes.size()));
     if (st_.lastExtrapolation) swapPotentials();
@@ -250,8 +294,9 @@ class DivergenceSolver {
 
   void finish(const HostOutputs<T>& out, const std::vector<int32_t>& iterations, const std::vector<double>& change,
               double eps) {
-    const std::vector<T> f = f_.toHost(), g = g_.toHost();
-    const std::vector<T> fAa = st_.debias ? fAa_.toHost() : std::vector<T>(), gBb = st_.debias ? gBb_.toHost() : std::vector<T>();
+    const std::vector<T> f = pot_.f.toHost(), g = pot_.g.toHost();
+    const std::vector<T> fAa = st_.debias ? pot_.fAa.toHost() : std::vector<T>();
+    const std::vector<T> gBb = st_.debias ? pot_.gBb.toHost() : std::vector<T>();
     auto copy = [](const std::vector<T>& v, T* dst) { if (dst) std::copy(v.begin(), v.end(), dst); };
     copy(f, out.fBa), copy(g, out.gAb), copy(fAa, out.fAa), copy(gBb, out.gBb);
 
@@ -332,7 +377,8 @@ class DivergenceSolver {
   Buffer<int64_t, Backend> xOff_, yOff_;
   Buffer<uint8_t, Backend> active_;
   std::vector<uint8_t> activeHost_;
-  Vec f_, g_, fNew_, gNew_, fAa_, gBb_, fAaNew_, gBbNew_;
+  int64_t crossEntries_ = 0;  // sum over the segments of n_s m_s: the cost entries of a pass of x from y
+  PotentialSet pot_, next_;  // the current potentials and the next iteration's
   Vec baryXY_, baryYX_, baryXX_, baryYY_;
 };
 

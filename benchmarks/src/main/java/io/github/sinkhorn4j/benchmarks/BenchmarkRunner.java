@@ -40,6 +40,8 @@ public final class BenchmarkRunner {
               --dtype float32|float64        (default float32)
               --reps R --warmup W            timed runs and warm-ups (default 5, 1; suites: as their anchors)
               --tf32 on|off                  CUDA float32 dot products of the solve on tensor cores (default on)
+              --cuda-graphs auto|on|off      CUDA: the iterations at the final eps replayed as CUDA graphs (auto: on
+                                             small problems; default auto); sets the property sinkhorn4j.cudaGraphs
               --seed S                       data seed (default 0)
               --suite anchors|geomloss-cpu   every row of ../shared/anchors/flashsinkhorn-h100.json (CUDA; 10 reps, 3
                                              warm-ups) or of geomloss-cpu.json (CPU; 3 reps, 1 warm-up), with ratios
@@ -47,7 +49,7 @@ public final class BenchmarkRunner {
             Threads of the CPU backend: SINKHORN4J_NUM_THREADS (default: every hardware thread).""";
 
     private static final Set<String> OPTIONS = Set.of("device", "protocol", "batch", "n", "m", "d", "iters", "eps", "blur",
-            "scaling", "solver", "dtype", "reps", "warmup", "tf32", "seed", "suite", "anchors");
+            "scaling", "solver", "dtype", "reps", "warmup", "tf32", "cuda-graphs", "seed", "suite", "anchors");
 
     private final Map<Device, String> deviceNames = new EnumMap<>(Device.class);
     private final Anchors anchors;
@@ -68,6 +70,7 @@ public final class BenchmarkRunner {
             }
             anchors = new Anchors(Path.of(given.getOrDefault("anchors", "../shared/anchors")));
             plan = plan(given, anchors);
+            System.setProperty(Sinkhorn.CUDA_GRAPHS_PROPERTY, cudaGraphs(given));
         } catch (IllegalArgumentException e) {
             System.err.println("benchmarks: " + e.getMessage());
             System.err.println(USAGE);
@@ -163,6 +166,14 @@ public final class BenchmarkRunner {
             case "off" -> false;
             default -> throw new IllegalArgumentException("--tf32 must be on or off (got " + given.get("tf32") + ")");
         };
+    }
+
+    private static String cudaGraphs(Map<String, String> given) {
+        String v = given.getOrDefault("cuda-graphs", System.getProperty(Sinkhorn.CUDA_GRAPHS_PROPERTY, "auto"));
+        if (!List.of("auto", "on", "off").contains(v)) {
+            throw new IllegalArgumentException("--cuda-graphs must be auto, on or off (got " + v + ")");
+        }
+        return v;
     }
 
     @SafeVarargs
@@ -330,7 +341,10 @@ public final class BenchmarkRunner {
             r.put("blur", s.blur());
             r.put("scaling", s.scaling());
         }
-        if (s.device() == Device.CUDA && !dense) r.put("tf32", s.tf32());
+        if (s.device() == Device.CUDA && !dense) {
+            r.put("tf32", s.tf32());
+            r.put("cuda_graphs", System.getProperty(Sinkhorn.CUDA_GRAPHS_PROPERTY));
+        }
         r.put("reps", s.reps());
         r.put("warmup", s.warmup());
         r.put("seed", s.seed());

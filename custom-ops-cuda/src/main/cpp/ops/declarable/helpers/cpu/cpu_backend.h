@@ -65,6 +65,11 @@ class CpuBackend {
   // unspecified, when it has more than maxEntries entries. Scores in double.
   template <typename T>
   bool planSupport(const SoftminPass<T>& p, const T* lse, double minWeight, int64_t maxEntries, PlanSupport& out);
+  // Runs work() times times: the kernels run as they are called, so there is no launch cost to hide.
+  template <typename Work>
+  void repeat(int64_t times, int64_t /*entries*/, bool /*sameAsLast*/, Work&& work) {
+    for (int64_t i = 0; i < times; ++i) work();
+  }
 };
 
 // Worker threads used by the CPU kernels: SINKHORN4J_NUM_THREADS, else every hardware thread.

@@ -113,8 +113,19 @@ struct BackendState {
 
   std::map<std::tuple<int, int64_t, int, int>, KernelShape> shapes;
 
+  // CudaBackend::repeat. The instantiated graph outlives the backends that use the state (it is
+  // updated in place by the next recording); what it holds is valid only while lastRepeat says so.
+  enum class LastRepeat { none, direct, recorded };
+  int32_t graphMode = SK_CUDA_GRAPHS_AUTO;
+  cudaGraphExec_t graph = nullptr;
+  LastRepeat lastRepeat = LastRepeat::none;
+  bool capturing = false;
+  bool releasedWhileCapturing = false;
+  bool graphsFailed = false;  // a recording failed: direct launches for the rest of the backend's life
+
   ~BackendState() {
     if (stream) cudaStreamSynchronize(stream);
+    if (graph) cudaGraphExecDestroy(graph);
     for (auto& kv : live) free(kv.first, kv.second);
     for (auto& kv : freeBlocks) free(kv.second, kv.first);
     if (stream) cudaStreamDestroy(stream);
@@ -129,6 +140,9 @@ struct BackendState {
   void select() { check(cudaSetDevice(device), "cudaSetDevice"); }
 
   void* allocate(size_t bytes) {
+    // Memory handed out under capture would be written only when the graph runs, and a block reused
+    // from the cache may be released again before that.
+    if (capturing) throw Error(SK_INTERNAL_ERROR, "CUDA device memory: no allocation may be recorded into a CUDA graph");
     const size_t rounded = std::max<size_t>(kAllocGranularity, (bytes + kAllocGranularity - 1) / kAllocGranularity *
                                                                    kAllocGranularity);
     auto it = freeBlocks.find(rounded);
@@ -165,8 +179,11 @@ struct BackendState {
     return p;
   }
 
+  // A released block may be handed out again, so a recorded graph that reads it is no longer valid.
   void release(void* p) noexcept {
     if (!p) return;
+    if (capturing) releasedWhileCapturing = true;
+    lastRepeat = LastRepeat::none;
     auto it = live.find(p);
     if (it == live.end()) return;
     const size_t size = it->second;
@@ -333,7 +350,7 @@ class StatePool {
 
 using cuda::BackendState;
 
-CudaBackend::CudaBackend(bool allowTf32) {
+CudaBackend::CudaBackend(bool allowTf32, int32_t graphs) {
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess || count == 0) {
@@ -345,6 +362,9 @@ CudaBackend::CudaBackend(bool allowTf32) {
   cuda::check(cudaGetDevice(&device), "cudaGetDevice");
   state_ = cuda::StatePool::instance().acquire(device);
   state_->allowTf32 = allowTf32;
+  state_->graphMode = graphs;
+  state_->lastRepeat = BackendState::LastRepeat::none;
+  state_->graphsFailed = false;
 }
 
 CudaBackend::~CudaBackend() { cuda::StatePool::instance().giveBack(std::move(state_)); }
@@ -375,6 +395,72 @@ void CudaBackend::download(void* hostDst, const void* src, size_t bytes) {
 void CudaBackend::synchronize() {
   state_->select();
   cuda::check(cudaStreamSynchronize(state_->stream), "stream synchronisation");
+}
+
+CudaBackend::GraphPlan CudaBackend::planRepeat(bool sameAsLast, int64_t entries) {
+  BackendState& s = *state_;
+  using Last = BackendState::LastRepeat;
+  if (sameAsLast && s.lastRepeat == Last::recorded) return GraphPlan::replay;
+  const bool pays = s.graphMode == SK_CUDA_GRAPHS_ON || (s.graphMode == SK_CUDA_GRAPHS_AUTO && entries <= kGraphMaxEntries);
+  const bool warm = sameAsLast && s.lastRepeat == Last::direct;
+  s.lastRepeat = Last::direct;  // every plan but replay starts with the work run directly or recorded
+  if (!pays || s.graphsFailed) return GraphPlan::direct;
+  return warm ? GraphPlan::record : GraphPlan::warmUp;
+}
+
+bool CudaBackend::beginRecording() {
+  BackendState& s = *state_;
+  s.select();
+  // Thread-local mode: calls of this thread that capture does not support (an allocation, a
+  // synchronisation) fail instead of running; other threads' solves are not affected.
+  const cudaError_t err = cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal);
+  if (err != cudaSuccess) {
+    s.graphsFailed = true;
+    if (s.graphMode == SK_CUDA_GRAPHS_ON) cuda::fail(err, "CUDA graph capture");
+    cudaGetLastError();
+    return false;
+  }
+  s.capturing = true;
+  s.releasedWhileCapturing = false;
+  return true;
+}
+
+bool CudaBackend::endRecording(std::exception_ptr workFailure) {
+  BackendState& s = *state_;
+  s.capturing = false;
+  cudaGraph_t captured = nullptr;
+  cudaError_t err = cudaStreamEndCapture(s.stream, &captured);
+  if (err == cudaSuccess && s.releasedWhileCapturing) err = cudaErrorStreamCaptureInvalidated;
+  if (err == cudaSuccess && !workFailure && s.graph) {
+    cudaGraphExecUpdateResultInfo info;
+    if (cudaGraphExecUpdate(s.graph, captured, &info) != cudaSuccess) {  // another shape: instantiate anew
+      cudaGetLastError();
+      cudaGraphExecDestroy(s.graph);  // freed once a launch still in flight completes
+      s.graph = nullptr;
+    }
+  }
+  if (err == cudaSuccess && !workFailure && !s.graph) {
+    err = cudaGraphInstantiate(&s.graph, captured, 0);
+    if (err != cudaSuccess) s.graph = nullptr;
+  }
+  if (captured) cudaGraphDestroy(captured);
+  if (err == cudaSuccess && !workFailure) {
+    s.lastRepeat = BackendState::LastRepeat::recorded;
+    return true;
+  }
+  s.graphsFailed = true;
+  if (s.graphMode == SK_CUDA_GRAPHS_ON) {
+    if (workFailure) std::rethrow_exception(workFailure);
+    cuda::fail(err, "CUDA graph recording");
+  }
+  cudaGetLastError();
+  return false;
+}
+
+void CudaBackend::replay(int64_t times) {
+  BackendState& s = *state_;
+  s.select();
+  for (int64_t i = 0; i < times; ++i) cuda::check(cudaGraphLaunch(s.graph, s.stream), "CUDA graph launch");
 }
 
 template <typename T>

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <vector>
 
@@ -36,7 +37,8 @@ class CudaBackend {
 
   // Picks the calling thread's current device and creates a stream. allowTf32: float32 dot products
   // on the tensor cores in TF32 (as FlashSinkhorn); false gives strict float32 arithmetic.
-  explicit CudaBackend(bool allowTf32);
+  // graphs: the sk_cuda_graphs mode of repeat().
+  CudaBackend(bool allowTf32, int32_t graphs);
   ~CudaBackend();
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -76,6 +78,25 @@ class CudaBackend {
   // Blocks until the queued work is done (throws on a device fault).
   void synchronize();
 
+  // Queues work() times times. work() must queue softmin passes only (no transfer, allocation or
+  // synchronisation), leave the host state as it found it and queue the same launches (kernels,
+  // pointers, scalars) on every call; sameAsLast: they are also those of this backend's previous
+  // repeat() call. entries: the cost-matrix entries of one softmin pass of work().
+  // Where graphs pay (mode on, or auto and entries <= kGraphMaxEntries), one call of work() is recorded
+  // into a CUDA graph by stream capture and the graph is launched for the other calls: one launch
+  // instead of a few per softmin, and kernels back to back on the device. A new work first runs
+  // once directly, which fills the caches (workspaces, tensor-core copies of the clouds) that the
+  // recording then only reads. The graph runs the same kernels on the same arguments in the same
+  // order as direct launches, so results are bitwise the same. The instantiated graph stays in the
+  // pooled state, updated in place (cudaGraphExecUpdate) by the next recording of the same shape.
+  template <typename Work>
+  void repeat(int64_t times, int64_t entries, bool sameAsLast, Work&& work);
+  // Largest pass, in cost-matrix entries, replayed as CUDA graphs in auto mode: 4096 x 4096. Estimated
+  // from ~2-4 us of host time per launch against the softmin's time per entry: past this size the
+  // kernels take tens of microseconds and the launches hide behind them. BenchmarkRunner's
+  // --cuda-graphs on|off measures both sides.
+  static constexpr int64_t kGraphMaxEntries = int64_t(1) << 24;
+
   // The dense solver's primitives (../dense.h), kernels in dense_kernels.cu.
   template <typename T>
   void denseLse(const DenseBatch<T>& batch, const DenseLsePass<T>& pass);
@@ -91,8 +112,53 @@ class CudaBackend {
   bool denseResident(const DenseBatch<T>& batch, const DenseResidentSolve<T>& solve);
 
  private:
+  // repeat()'s steps (cuda_backend.cu).
+  enum class GraphPlan {
+    replay,   // the previous repeat() recorded the same work: launch its graph
+    record,   // the previous repeat() ran the same work directly: the caches are filled, record it
+    warmUp,   // a new work: run it once directly, then record it
+    direct,   // graphs off, not worth it at this size, or a recording failed before
+  };
+  GraphPlan planRepeat(bool sameAsLast, int64_t entries);
+  // Starts capturing the stream. Ends the capture and instantiates the graph. Both return false, in
+  // auto mode, when the capture, the recorded work or the instantiation failed, which leaves nothing
+  // recorded or queued; in mode on the failure is thrown instead.
+  bool beginRecording();
+  bool endRecording(std::exception_ptr workFailure);
+  void replay(int64_t times);
+
   std::unique_ptr<cuda::BackendState> state_;
 };
+
+template <typename Work>
+void CudaBackend::repeat(int64_t times, int64_t entries, bool sameAsLast, Work&& work) {
+  if (times <= 0) return;
+  switch (planRepeat(sameAsLast, entries)) {
+    case GraphPlan::replay:
+      return replay(times);
+    case GraphPlan::direct:
+      for (int64_t i = 0; i < times; ++i) work();
+      return;
+    case GraphPlan::warmUp:
+      work();
+      if (--times == 0) return;
+      break;
+    case GraphPlan::record:
+      break;
+  }
+  if (beginRecording()) {
+    // work() leaves the host state as it found it, so a failed recording (an allocation or a call
+    // that capture does not support) falls back to running it directly, which rethrows real errors.
+    std::exception_ptr failure;
+    try {
+      work();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (endRecording(failure)) return replay(times);
+  }
+  for (int64_t i = 0; i < times; ++i) work();
+}
 
 // Number of usable CUDA devices: 0 without a driver, a device or CUDA support; never throws.
 int32_t cudaDeviceCount();

@@ -33,7 +33,8 @@ final class NativeLibrary {
             ADDRESS.withName("eps_list"), JAVA_INT.withName("eps_list_length"), JAVA_INT.withName("n_iters"),
             JAVA_DOUBLE.withName("threshold"), JAVA_INT.withName("inner_iterations"), JAVA_INT.withName("debias"),
             JAVA_INT.withName("half_cost"), JAVA_INT.withName("solver"), JAVA_INT.withName("last_extrapolation"),
-            JAVA_INT.withName("geomloss_gradients"), JAVA_INT.withName("device"), JAVA_INT.withName("allow_tf32"));
+            JAVA_INT.withName("geomloss_gradients"), JAVA_INT.withName("device"), JAVA_INT.withName("allow_tf32"),
+            JAVA_INT.withName("cuda_graphs"), MemoryLayout.paddingLayout(4));
 
     static final StructLayout CLOUDS = MemoryLayout.structLayout(
             JAVA_INT.withName("dtype"), MemoryLayout.paddingLayout(4), JAVA_LONG.withName("batch"),

@@ -16,6 +16,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.Objects;
 
 /**
@@ -347,7 +348,28 @@ public final class Sinkhorn {
         s.set(JAVA_INT, offset(OPTIONS, "geomloss_gradients"), o.geomlossGradients() ? 1 : 0);
         s.set(JAVA_INT, offset(OPTIONS, "device"), o.device().ordinal());
         s.set(JAVA_INT, offset(OPTIONS, "allow_tf32"), o.allowTf32() ? 1 : 0);
+        s.set(JAVA_INT, offset(OPTIONS, "cuda_graphs"), cudaGraphsMode());
         return s;
+    }
+
+    /**
+     * The internal switch of the CUDA backend's graphs (sk_cuda_graphs in include/sinkhorn4j.h), read
+     * at every call: the system property {@value #CUDA_GRAPHS_PROPERTY} = auto (the default: the
+     * iterations at the final eps replayed as CUDA graphs on small problems), off or on (graphs at
+     * every size; a failed recording is an error). Results are bitwise the same in every mode: the
+     * switch is there to measure and test the graphs.
+     */
+    public static final String CUDA_GRAPHS_PROPERTY = "sinkhorn4j.cudaGraphs";
+
+    static int cudaGraphsMode() {
+        String mode = System.getProperty(CUDA_GRAPHS_PROPERTY, "auto");
+        return switch (mode.toLowerCase(Locale.ROOT)) {
+            case "auto" -> 0;
+            case "off" -> 1;
+            case "on" -> 2;
+            default -> throw new IllegalArgumentException(
+                    "system property " + CUDA_GRAPHS_PROPERTY + " must be auto, off or on (got " + mode + ")");
+        };
     }
 
     private static MemorySegment clouds(Arena arena, Transfers io, Clouds c) {
