@@ -29,7 +29,9 @@
 // the self system's r (lambda_x u + P^a u). Where the plan's support (plan_support.h: entries
 // p_ij >= kSupportWeight) fits the budget maxPlanEntries, they read it on the host, O(entries) per
 // product; otherwise every product streams two passes (one for the self system). At small eps the
-// support is nearly one-to-one, which is exactly where CG needs many iterations.
+// support is nearly one-to-one, which is exactly where CG needs many iterations. On the support the
+// systems are built from one matrix, rows normalised: S with col = P^T r, so S 1 = reg col exactly,
+// and the self plan symmetrised, (D_r P^a + P^a^T D_r) / 2: both exactly symmetric.
 #ifndef SINKHORN_HELPERS_HVP_H
 #define SINKHORN_HELPERS_HVP_H
 
@@ -243,7 +245,9 @@ class HessianVectorProduct {
 
   // The support of the plan behind pass p (its LSE in lse), when it fits the budget.
   bool support(const SoftminPass<T>& p, const Vec& lse, PlanSupport& out) {
-    return st_.maxPlanEntries > 0 && be_.planSupport(p, lse.get(), kSupportWeight, st_.maxPlanEntries, out);
+    if (st_.maxPlanEntries <= 0 || !be_.planSupport(p, lse.get(), kSupportWeight, st_.maxPlanEntries, out)) return false;
+    out.normalizeRows();
+    return true;
   }
 
   // Jacobi preconditioner; unknowns with no mass are never touched (their row of the system is zero).
@@ -324,12 +328,13 @@ class HessianVectorProduct {
     // S u = lambda_y (1 + reg) col u - pi^T (pi u / (lambda_x r)): the first pass's average is already pi u / r.
     PlanSupport plan;
     const bool sparse = support(first, atX.lse, plan);
-    std::vector<double> rowAvg, back;
+    std::vector<double> rowAvg, back, supportCol;
+    if (sparse) plan.columnSum(std::vector<double>(n, 1.0), r, m, supportCol);
     auto schur = [&](const std::vector<double>& u, std::vector<double>& out) {
       if (sparse) {
         plan.rowAverage(u, rowAvg);
         plan.columnSum(rowAvg, r, m, back);
-        for (int64_t j = 0; j < m; ++j) out[j] = col[j] * ly * (1 + reg) * u[j] - back[j] / lx;
+        for (int64_t j = 0; j < m; ++j) out[j] = supportCol[j] * ly * (1 + reg) * u[j] - back[j] / lx;
         return;
       }
       const Vec devU = toDevice(u);
@@ -430,11 +435,12 @@ class HessianVectorProduct {
     // (lambda_x D_r + pi^a) u = lambda_x r u + r E_p[u]: positive definite, no regularisation needed.
     PlanSupport plan;
     const bool sparse = support(first, moments.lse, plan);
-    std::vector<double> rowAvg;
+    std::vector<double> rowAvg, colSum;
     auto system = [&](const std::vector<double>& u, std::vector<double>& out) {
       if (sparse) {
         plan.rowAverage(u, rowAvg);
-        for (int64_t i = 0; i < n; ++i) out[i] = r[i] * (lx * u[i] + rowAvg[i]);
+        plan.columnSum(u, r, n, colSum);
+        for (int64_t i = 0; i < n; ++i) out[i] = r[i] * (lx * u[i] + 0.5 * rowAvg[i]) + 0.5 * colSum[i];
         return;
       }
       const Vec devU = toDevice(u);

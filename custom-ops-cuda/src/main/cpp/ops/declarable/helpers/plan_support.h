@@ -49,6 +49,18 @@ struct PlanSupport {
     }
   }
 
+  // Scales each row to unit sum: the support's plan r_i p_ij then has row sums r exactly, which
+  // keeps CG's systems semi-definite with the gauge null vector they are built around (rounding
+  // and the dropped entries would otherwise leave it indefinite by more than the regularisation).
+  void normalizeRows() {
+    for (int64_t i = 0; i < rows(); ++i) {
+      double s = 0;
+      for (int64_t e = rowStart[i]; e < rowStart[i + 1]; ++e) s += weight[e];
+      if (s > 0)
+        for (int64_t e = rowStart[i]; e < rowStart[i + 1]; ++e) weight[e] /= s;
+    }
+  }
+
   // Orders each row's entries by column: backends fill a row in any order, and a fixed order makes
   // the products reproducible.
   void sortRows() {
