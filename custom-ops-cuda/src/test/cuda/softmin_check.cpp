@@ -314,7 +314,7 @@ void checkAll() {
       std::snprintf(label, sizeof label, "n%lld m%lld d%lld s%lld k%lld v%d", (long long)sh.n, (long long)sh.m,
                     (long long)sh.d, (long long)sh.segments, (long long)sh.k, variant);
       for (int prec = 0; prec < 3; ++prec) {
-        CudaBackend be(prec == 0);
+        CudaBackend be(prec == 0, SK_CUDA_GRAPHS_OFF);
         if (prec == 2) runCase<double>(be, prec, p, ref, label);
         else runCase<float>(be, prec, p, ref, label);
       }
@@ -337,7 +337,7 @@ void checkAll() {
       std::snprintf(label, sizeof label, "pairs n%lld m%lld d%lld s%lld k%lld q%lld", (long long)sh.n,
                     (long long)sh.m, (long long)sh.d, (long long)sh.segments, (long long)sh.k, (long long)sh.q);
       for (int prec = 0; prec < 3; ++prec) {
-        CudaBackend be(prec == 0);
+        CudaBackend be(prec == 0, SK_CUDA_GRAPHS_OFF);
         if (prec == 2) runCase<double>(be, prec, p, ref, label);
         else runCase<float>(be, prec, p, ref, label);
       }
@@ -345,7 +345,7 @@ void checkAll() {
   }
   // Several passes in one call against one pass at a time.
   {
-    CudaBackend be(true);
+    CudaBackend be(true, SK_CUDA_GRAPHS_OFF);
     Problem p = makeProblem(rng, 3000, 2000, 64, 1, 0, false);
     Problem q = makeProblem(rng, 2000, 3000, 64, 1, 0, false);
     DeviceProblem<float> a(be, p), b(be, q), a2(be, p), b2(be, q);
@@ -362,7 +362,7 @@ void checkAll() {
   }
   // maxAbsDiff
   {
-    CudaBackend be(true);
+    CudaBackend be(true, SK_CUDA_GRAPHS_OFF);
     std::vector<float> a(10000), b(10000);
     for (size_t i = 0; i < a.size(); ++i) {
       a[i] = float(i % 97) * 0.01f;
@@ -396,7 +396,7 @@ void timeSolve(int64_t n, int64_t d, int reps, bool tf32) {
   q.y = p.x;
   for (auto& wv : p.w) wv = std::log(1.0 / n);
   for (auto& wv : q.w) wv = std::log(1.0 / n);
-  CudaBackend be(tf32);
+  CudaBackend be(tf32, SK_CUDA_GRAPHS_OFF);
   DeviceProblem<float> F(be, p), G(be, q);
   // f from g and g from f
   SoftminPass<float> pf = F.pass, pg = G.pass;
@@ -517,7 +517,7 @@ void debugCases() {
     if (!v.zeroW)
       for (auto& w : p.w) w = std::log(1.0 / v.m);
     const Outputs ref = reference(p);
-    CudaBackend be(true);
+    CudaBackend be(true, SK_CUDA_GRAPHS_OFF);
     DeviceProblem<float> dp(be, p);
     be.softmin(&dp.pass, 1);
     std::vector<double> lse = dp.get(dp.lse, p.n);
@@ -548,7 +548,7 @@ void timeExtra(int64_t n, int64_t d, int reps) {
   Problem p = makeProblem(rng, n, n, d, 1, d, false);
   p.v = p.y;
   for (auto& wv : p.w) wv = std::log(1.0 / n);
-  CudaBackend be(true);
+  CudaBackend be(true, SK_CUDA_GRAPHS_OFF);
   DeviceProblem<float> F(be, p);
   F.pass.v = F.pass.y;
   F.pass.lse = nullptr;
@@ -597,7 +597,7 @@ void smallSolve() {
       p.blend = 0.5;
       p.useActive = true;
       const Outputs ref = reference(p);
-      CudaBackend be(prec == 0);
+      CudaBackend be(prec == 0, SK_CUDA_GRAPHS_OFF);
       if (prec == 2) runCase<double>(be, prec, p, ref, "small");
       else runCase<float>(be, prec, p, ref, "small");
       Problem q = makeProblem(rng, 200, 190, d, 1, 2, false);

@@ -118,6 +118,7 @@ struct BackendState {
   enum class LastRepeat { none, direct, recorded };
   int32_t graphMode = SK_CUDA_GRAPHS_AUTO;
   cudaGraphExec_t graph = nullptr;
+  std::vector<uintptr_t> graphShape;  // graphShapeOf the graph instantiated last
   LastRepeat lastRepeat = LastRepeat::none;
   bool capturing = false;
   bool releasedWhileCapturing = false;
@@ -425,6 +426,33 @@ bool CudaBackend::beginRecording() {
   return true;
 }
 
+namespace {
+// What an instantiated graph's in-place update needs unchanged: the nodes in order, their types,
+// kernels and memset shapes. Comparing it first avoids asking for updates that must fail.
+std::vector<uintptr_t> graphShapeOf(cudaGraph_t g) {
+  size_t count = 0;
+  std::vector<uintptr_t> shape;
+  if (cudaGraphGetNodes(g, nullptr, &count) != cudaSuccess) return shape;
+  std::vector<cudaGraphNode_t> nodes(count);
+  if (cudaGraphGetNodes(g, nodes.data(), &count) != cudaSuccess) return shape;
+  for (cudaGraphNode_t node : nodes) {
+    cudaGraphNodeType type;
+    cudaGraphNodeGetType(node, &type);
+    shape.push_back(uintptr_t(type));
+    if (type == cudaGraphNodeTypeKernel) {
+      cudaKernelNodeParams k{};
+      cudaGraphKernelNodeGetParams(node, &k);
+      shape.push_back(reinterpret_cast<uintptr_t>(k.func));
+    } else if (type == cudaGraphNodeTypeMemset) {
+      cudaMemsetParams m{};
+      cudaGraphMemsetNodeGetParams(node, &m);
+      shape.insert(shape.end(), {uintptr_t(m.elementSize), uintptr_t(m.width), uintptr_t(m.height)});
+    }
+  }
+  return shape;
+}
+}  // namespace
+
 bool CudaBackend::endRecording(std::exception_ptr workFailure) {
   BackendState& s = *state_;
   s.capturing = false;
@@ -432,9 +460,10 @@ bool CudaBackend::endRecording(std::exception_ptr workFailure) {
   cudaError_t err = cudaStreamEndCapture(s.stream, &captured);
   if (err == cudaSuccess && s.releasedWhileCapturing) err = cudaErrorStreamCaptureInvalidated;
   if (err == cudaSuccess && !workFailure && s.graph) {
+    const std::vector<uintptr_t> shape = graphShapeOf(captured);
     cudaGraphExecUpdateResultInfo info;
-    if (cudaGraphExecUpdate(s.graph, captured, &info) != cudaSuccess) {  // another shape: instantiate anew
-      cudaGetLastError();
+    if (shape.empty() || shape != s.graphShape || cudaGraphExecUpdate(s.graph, captured, &info) != cudaSuccess) {
+      cudaGetLastError();  // another shape: instantiate anew
       cudaGraphExecDestroy(s.graph);  // freed once a launch still in flight completes
       s.graph = nullptr;
     }
@@ -442,6 +471,7 @@ bool CudaBackend::endRecording(std::exception_ptr workFailure) {
   if (err == cudaSuccess && !workFailure && !s.graph) {
     err = cudaGraphInstantiate(&s.graph, captured, 0);
     if (err != cudaSuccess) s.graph = nullptr;
+    else s.graphShape = graphShapeOf(captured);
   }
   if (captured) cudaGraphDestroy(captured);
   if (err == cudaSuccess && !workFailure) {
