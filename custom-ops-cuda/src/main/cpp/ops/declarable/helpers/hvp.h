@@ -125,13 +125,16 @@ CgOutcome conjugateGradient(Product&& apply, const std::vector<double>& invDiag,
     const double curvature = innerProduct(p, ap);
     if (!(curvature > 0)) break;  // only at the rounding floor: A is positive definite on the Krylov space
     const double alpha = rz / curvature;
+    double rzPart[4] = {0, 0, 0, 0}, rrPart[4] = {0, 0, 0, 0};  // r.z and r.r of the update, as innerProduct
     for (size_t i = 0; i < n; ++i) {
       u[i] += alpha * p[i];
       r[i] -= alpha * ap[i];
       z[i] = invDiag[i] * r[i];
+      rzPart[i & 3] += r[i] * z[i];
+      rrPart[i & 3] += r[i] * r[i];
     }
-    const double rzNext = innerProduct(r, z), beta = rzNext / rz;
-    rr = innerProduct(r, r);
+    const double rzNext = (rzPart[0] + rzPart[1]) + (rzPart[2] + rzPart[3]), beta = rzNext / rz;
+    rr = (rrPart[0] + rrPart[1]) + (rrPart[2] + rrPart[3]);
     rz = rzNext;
     for (size_t i = 0; i < n; ++i) p[i] = z[i] + beta * p[i];
     ++out.iterations;
@@ -255,7 +258,7 @@ class HessianVectorProduct {
   // The support of the plan behind pass p (its LSE in lse), when it fits the budget.
   bool support(const SoftminPass<T>& p, const Vec& lse, PlanSupport& out) {
     if (st_.maxPlanEntries <= 0 || !be_.planSupport(p, lse.get(), kSupportWeight, st_.maxPlanEntries, out)) return false;
-    out.normalizeRows();
+    out.finish();
     return true;
   }
 
@@ -276,7 +279,7 @@ class HessianVectorProduct {
 
     // Pass at x over y: barycentres, and E_p[Cdot_ij y_j] / 2c through the pair weights
     // <[x_i.v_i, v_i], [1, -y_j]> = (x_i - y_j).v_i.
-    std::vector<double> pairRow(n * (d + 1)), pairCol(m * (d + 1));
+    std::vector<T> pairRow(n * (d + 1)), pairCol(m * (d + 1));
     for (int64_t i = 0; i < n; ++i) {
       pairRow[i * (d + 1)] = xv[i];
       for (int64_t t = 0; t < d; ++t) pairRow[i * (d + 1) + 1 + t] = v[i * d + t];
@@ -285,7 +288,7 @@ class HessianVectorProduct {
       pairCol[j * (d + 1)] = 1;
       for (int64_t t = 0; t < d; ++t) pairCol[j * (d + 1) + 1 + t] = -y_.points[j * d + t];
     }
-    const Vec devPairRow = toDevice(pairRow), devPairCol = toDevice(pairCol);
+    const Vec devPairRow(be_, pairRow), devPairCol(be_, pairCol);
     PassOutputs atX;
     Averages moments;
     moments.v = y_.devPoints.get(), moments.k = d;
@@ -300,7 +303,7 @@ class HessianVectorProduct {
     // Pass at y over x with [v, x.v, s / (lambda_x r)] gives t and pi^T (s / (lambda_x r)); the same
     // launch sums pi_ij^2 / (lambda_x r_i) over i for S's diagonal: a pass at eps/2 with weights
     // a_i^2 / (lambda_x r_i) and potential f, as pi_ij^2 = a_i^2 b_j^2 exp((f_i + g_j - C_ij)/(eps/2)).
-    std::vector<double> colInput(n * (d + 2)), diagLogWeights(n);
+    std::vector<T> colInput(n * (d + 2)), diagLogWeights(n);
     for (int64_t i = 0; i < n; ++i) {
       for (int64_t t = 0; t < d; ++t) colInput[i * (d + 2) + t] = v[i * d + t];
       colInput[i * (d + 2) + d] = xv[i];
@@ -308,7 +311,7 @@ class HessianVectorProduct {
       // log(a_i^2 / (lambda_x r_i)), with log r_i = log a_i + (f_i - c|x_i|^2)/eps + LSE_i
       diagLogWeights[i] = x_.logWeights[i] - std::log(lx) - (x_.potential[i] - x_.sqNorms[i]) / eps - lseX[i];
     }
-    const Vec devColInput = toDevice(colInput), devDiagLogWeights = toDevice(diagLogWeights);
+    const Vec devColInput(be_, colInput), devDiagLogWeights(be_, diagLogWeights);
     PassOutputs atY, squared;
     Averages colAverages;
     colAverages.v = devColInput.get(), colAverages.k = d + 2;
@@ -367,13 +370,13 @@ class HessianVectorProduct {
     double mu = 0, mass = 0;
     for (int64_t j = 0; j < m; ++j) mu += col[j] * gdot[j], mass += col[j];
     mu /= mass;
-    std::vector<double> gInput(m * (d + 1));
+    std::vector<T> gInput(m * (d + 1));
     for (int64_t j = 0; j < m; ++j) {
       const double gc = gdot[j] - mu;
       gInput[j * (d + 1)] = gc;
       for (int64_t t = 0; t < d; ++t) gInput[j * (d + 1) + 1 + t] = gc * y_.points[j * d + t];
     }
-    const Vec devGInput = toDevice(gInput);
+    const Vec devGInput(be_, gInput);
     PassOutputs tangent;
     Averages ofG;
     ofG.v = devGInput.get(), ofG.k = d + 1;
@@ -405,11 +408,11 @@ class HessianVectorProduct {
 
     // One pass averages [x, v, x.v], and x_j under the pair weights
     // <[x_i.v_i, x_i, v_i, 1], [1, -v_j, -x_j, x_j.v_j]> = (x_i - x_j).(v_i - v_j).
-    std::vector<double> input(n * k), pairRow(n * q), pairCol(n * q);
+    std::vector<T> input(n * k), pairRow(n * q), pairCol(n * q);
     for (int64_t i = 0; i < n; ++i) {
-      double* in = &input[i * k];
-      double* pr = &pairRow[i * q];
-      double* pc = &pairCol[i * q];
+      T* in = &input[i * k];
+      T* pr = &pairRow[i * q];
+      T* pc = &pairCol[i * q];
       pr[0] = xv[i], pc[0] = 1;
       for (int64_t t = 0; t < d; ++t) {
         const double xi = x_.points[i * d + t], vi = v[i * d + t];
@@ -420,7 +423,7 @@ class HessianVectorProduct {
       in[2 * d] = xv[i];
       pr[q - 1] = 1, pc[q - 1] = xv[i];
     }
-    const Vec devInput = toDevice(input), devPairRow = toDevice(pairRow), devPairCol = toDevice(pairCol);
+    const Vec devInput(be_, input), devPairRow(be_, pairRow), devPairCol(be_, pairCol);
     PassOutputs moments;
     Averages a;
     a.v = devInput.get(), a.k = k, a.pairRow = devPairRow.get(), a.pairCol = devPairCol.get(), a.q = q, a.pairK = d;
@@ -465,12 +468,12 @@ class HessianVectorProduct {
     CgOutcome cg = conjugateGradient(system, inverse(diagonal), rhs, st_.cgTol, st_.cgMaxIters, h);
     cg.planEntries = sparse ? plan.entries() : 0;
 
-    std::vector<double> hInput(n * (d + 1));
+    std::vector<T> hInput(n * (d + 1));
     for (int64_t i = 0; i < n; ++i) {
       hInput[i * (d + 1)] = h[i];
       for (int64_t t = 0; t < d; ++t) hInput[i * (d + 1) + 1 + t] = h[i] * x_.points[i * d + t];
     }
-    const Vec devHInput = toDevice(hInput);
+    const Vec devHInput(be_, hInput);
     PassOutputs tangent;
     Averages ofH;
     ofH.v = devHInput.get(), ofH.k = d + 1;

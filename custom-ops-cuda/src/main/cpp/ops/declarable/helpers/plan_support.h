@@ -25,37 +25,35 @@ struct PlanSupport {
   std::vector<int64_t> rowStart;  // rows + 1 offsets into col and weight
   std::vector<int32_t> col;
   std::vector<double> weight;     // p_ij
+  std::vector<int32_t> row;       // row of each entry (finish())
 
   int64_t rows() const { return static_cast<int64_t>(rowStart.size()) - 1; }
   int64_t entries() const { return static_cast<int64_t>(col.size()); }
 
+  // The products loop over the entries, not the rows: rows hold one or two entries where the
+  // support pays, and a loop per row would be mostly mispredicted branches.
   // out_i = sum_j p_ij u_j
   void rowAverage(const std::vector<double>& u, std::vector<double>& out) const {
     out.assign(rows(), 0.0);
-    for (int64_t i = 0; i < rows(); ++i) {
-      double s = 0;
-      for (int64_t e = rowStart[i]; e < rowStart[i + 1]; ++e) s += weight[e] * u[col[e]];
-      out[i] = s;
-    }
+    for (int64_t e = 0; e < entries(); ++e) out[row[e]] += weight[e] * u[col[e]];
   }
 
   // out_j = sum_i rowScale_i p_ij w_i over columns [0, columns)
   void columnSum(const std::vector<double>& w, const std::vector<double>& rowScale, int64_t columns,
                  std::vector<double>& out) const {
     out.assign(columns, 0.0);
-    for (int64_t i = 0; i < rows(); ++i) {
-      const double s = rowScale[i] * w[i];
-      for (int64_t e = rowStart[i]; e < rowStart[i + 1]; ++e) out[col[e]] += weight[e] * s;
-    }
+    for (int64_t e = 0; e < entries(); ++e) out[col[e]] += weight[e] * (rowScale[row[e]] * w[row[e]]);
   }
 
-  // Scales each row to unit sum: the support's plan r_i p_ij then has row sums r exactly, which
-  // keeps CG's systems semi-definite with the gauge null vector they are built around (rounding
-  // and the dropped entries would otherwise leave it indefinite by more than the regularisation).
-  void normalizeRows() {
+  // Scales each row to unit sum and indexes the entries by row. With unit rows the support's plan
+  // r_i p_ij has row sums r exactly, which keeps CG's systems semi-definite with the gauge null
+  // vector they are built around (rounding and the dropped entries would otherwise leave them
+  // indefinite by more than the regularisation).
+  void finish() {
+    row.resize(col.size());
     for (int64_t i = 0; i < rows(); ++i) {
       double s = 0;
-      for (int64_t e = rowStart[i]; e < rowStart[i + 1]; ++e) s += weight[e];
+      for (int64_t e = rowStart[i]; e < rowStart[i + 1]; ++e) s += weight[e], row[e] = static_cast<int32_t>(i);
       if (s > 0)
         for (int64_t e = rowStart[i]; e < rowStart[i + 1]; ++e) weight[e] /= s;
     }
@@ -81,11 +79,12 @@ struct PlanSupport {
   }
 };
 
-// The passes a support is taken of: one segment, columns indexable by int32.
+// The passes a support is taken of: one segment, rows and columns indexable by int32.
 template <typename T>
 void requireSupportPass(const SoftminPass<T>& p) {
-  if (p.segments != 1 || p.m > std::numeric_limits<int32_t>::max())
-    throw Error(SK_INTERNAL_ERROR, "plan support: one segment of fewer than 2^31 columns");
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  if (p.segments != 1 || p.n > kMax || p.m > kMax)
+    throw Error(SK_INTERNAL_ERROR, "plan support: one segment of fewer than 2^31 rows and columns");
 }
 
 }  // namespace helpers
