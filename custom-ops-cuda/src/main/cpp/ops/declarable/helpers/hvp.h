@@ -39,6 +39,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "backend.h"
@@ -86,7 +87,8 @@ struct HvpReport {
   }
 };
 
-// One cloud in host memory: points (rows x d), log weights (-100000 for zero weights), potential.
+// One cloud in host memory: points (rows x d), log weights (-100000 for zero weights), potential;
+// HessianVectorProduct reads them until it is destroyed.
 template <typename T>
 struct HvpCloud {
   const T* points;
@@ -150,12 +152,22 @@ template <typename T, typename Backend>
 class HessianVectorProduct {
   using Vec = Buffer<T, Backend>;
 
-  // A cloud on the backend with host copies (double) of what the host-side algebra reads.
-  struct Cloud {
+  // Points on the backend, with what the host-side algebra reads: the caller's arrays (borrowed for
+  // the object's lifetime) and c |p|^2 as the backend computes it.
+  struct Points {
     int64_t rows = 0;
-    std::vector<double> points, sqNorms, logWeights, potential;  // sqNorms: c |p|^2
-    Vec devPoints, devSqNorms, devLogWeights, devPotential;
+    const T* host = nullptr;  // rows x d
+    const T* logWeights = nullptr;
+    std::vector<T> sqNorms;
+    Vec dev, devSqNorms, devLogWeights;
     Buffer<int64_t, Backend> offsets;
+  };
+
+  // One side of a plan: points and a potential (host: the caller's).
+  struct Cloud {
+    const Points* points = nullptr;
+    const T* potential = nullptr;
+    Vec devPotential;
   };
 
   // The optional averages of a pass (softmin.h): v is rows-of-the-summed-cloud x k.
@@ -178,80 +190,98 @@ class HessianVectorProduct {
       : be_(backend), st_(settings), d_(d), c2_(2 * settings.cost),
         lambdaMoving_(1 + lambdaTerm(settings.eps, settings.rhoMoving)),
         lambdaFixed_(1 + lambdaTerm(settings.eps, settings.rhoFixed)) {
-    x_ = cloud(moving, moving.potential);
-    y_ = cloud(fixed, fixed.potential);
-    if (st_.debias) self_ = cloud(moving, selfPotential);
+    const int64_t n = moving.rows, m = fixed.rows;
+    xPoints_ = points(moving), yPoints_ = points(fixed);
+    x_ = cloud(xPoints_, moving.potential), y_ = cloud(yPoints_, fixed.potential);
+    if (st_.debias) self_ = cloud(xPoints_, selfPotential);
+    // The host stages one array at a time (the largest: the column pass's inputs or averages, or the
+    // self pair weights), the backend every input of a pass (the largest: the first pass's pair
+    // weights or the self pass's inputs).
+    const int64_t hostSize = std::max({n * (d + 3), m * (d + 2), st_.debias ? n * (2 * d + 2) : 0}),
+                  devSize = std::max({(n + m) * (d + 1), n * (d + 3), st_.debias ? n * (6 * d + 5) : 0});
+    staged_.reset(new T[hostSize]);
+    devStaged_ = Vec(be_, devSize);
+    averages_.reset(new T[n * (st_.debias ? 2 * d + 1 : d)]);
+    pairAverages_.reset(new T[n * d]);
   }
+  HessianVectorProduct(const HessianVectorProduct&) = delete;  // its clouds point at its own members
+  HessianVectorProduct& operator=(const HessianVectorProduct&) = delete;
 
   // out (rows x d, host) = H v for a direction v (rows x d, host) on the moving cloud.
   HvpReport apply(const T* v, T* out) {
-    const int64_t n = x_.rows, d = d_;
-    const std::vector<double> dir(v, v + n * d);
-    std::vector<double> hv(n * d, 0.0);
+    const int64_t n = xPoints_.rows, d = d_;
+    std::vector<double> xv(n);  // x_i.v_i
+    for (int64_t i = 0; i < n; ++i) xv[i] = rowDot(xPoints_.host, v, i);
     HvpReport report;
-    report.add(addCrossTerm(dir, hv));
-    if (st_.debias) report.add(addSelfTerm(dir, hv));
-    for (int64_t i = 0; i < n * d; ++i) out[i] = T(hv[i]);
+    if (!st_.debias) {
+      report.add(crossTerm(v, xv, [&](int64_t it, double h) { out[it] = T(h); }));
+      return report;
+    }
+    const std::unique_ptr<double[]> cross(new double[n * d]);  // H v - H^a v is formed in double, then rounded
+    report.add(crossTerm(v, xv, [&](int64_t it, double h) { cross[it] = h; }));
+    report.add(selfTerm(v, xv, [&](int64_t it, double h) { out[it] = T(cross[it] - h); }));
     return report;
   }
 
  private:
   static double lambdaTerm(double eps, double rho) { return std::isinf(rho) ? 0.0 : eps / rho; }
 
-  Cloud cloud(const HvpCloud<T>& h, const T* potential) {
+  Points points(const HvpCloud<T>& h) {
+    Points p;
+    p.rows = h.rows, p.host = h.points, p.logWeights = h.logWeights;
+    p.dev = Vec(be_, h.rows * d_), p.devSqNorms = Vec(be_, h.rows), p.devLogWeights = Vec(be_, h.rows);
+    p.dev.upload(h.points);
+    p.devLogWeights.upload(h.logWeights);
+    be_.squaredNorms(p.dev.get(), h.rows, d_, T(st_.cost), p.devSqNorms.get());
+    p.sqNorms = p.devSqNorms.toHost();
+    p.offsets = Buffer<int64_t, Backend>(be_, std::vector<int64_t>{0, h.rows});
+    return p;
+  }
+
+  Cloud cloud(const Points& points, const T* potential) {
     Cloud c;
-    const int64_t rows = h.rows, d = d_;
-    c.rows = rows;
-    c.points.assign(h.points, h.points + rows * d);
-    c.logWeights.assign(h.logWeights, h.logWeights + rows);
-    c.potential.assign(potential, potential + rows);
-    c.devPoints = Vec(be_, rows * d), c.devSqNorms = Vec(be_, rows);
-    c.devPoints.upload(h.points);
-    be_.squaredNorms(c.devPoints.get(), rows, d, T(st_.cost), c.devSqNorms.get());
-    const std::vector<T> sq = c.devSqNorms.toHost();
-    c.sqNorms.assign(sq.begin(), sq.end());
-    c.devLogWeights = toDevice(c.logWeights);
-    c.devPotential = toDevice(c.potential);
-    c.offsets = Buffer<int64_t, Backend>(be_, std::vector<int64_t>{0, rows});
+    c.points = &points, c.potential = potential;
+    c.devPotential = Vec(be_, points.rows);
+    c.devPotential.upload(potential);
     return c;
   }
 
-  Vec toDevice(const std::vector<double>& host) {
-    return Vec(be_, std::vector<T>(host.begin(), host.end()));
-  }
-  static std::vector<double> toDoubles(const Vec& v) {
-    const std::vector<T> host = v.toHost();
-    return std::vector<double>(host.begin(), host.end());
-  }
+  // Uploads staged_[0, count) to devStaged_ + at: the passes' inputs are staged in one host array
+  // and placed at offsets of one backend array, both reused by every phase (fresh arrays per phase
+  // cost more than the algebra that fills them). Outputs read once are downloaded into staged_ too.
+  void uploadStaged(int64_t count, int64_t at) { be_.upload(devStaged_.get() + at, staged_.get(), count * sizeof(T)); }
 
   // Softmin at the rows of `at` over `over` with over's potential: p_ij ~ w_j exp((h_j - C_ij)/eps),
   // w = logWeights (over's own unless given).
   SoftminPass<T> pass(const Cloud& at, const Cloud& over, double eps, const T* logWeights, const Averages& a,
                       PassOutputs& o) {
-    o.potential = Vec(be_, at.rows), o.lse = Vec(be_, at.rows);  // a pass always writes its softmin; only LSE is read
+    const int64_t rows = at.points->rows;
+    o.potential = Vec(be_, rows), o.lse = Vec(be_, rows);  // a pass always writes its softmin; only LSE is read
     SoftminPass<T> p{};
-    p.x = at.devPoints.get(), p.y = over.devPoints.get(), p.d = d_;
-    p.xOffsets = at.offsets.get(), p.yOffsets = over.offsets.get(), p.segments = 1, p.n = at.rows, p.m = over.rows;
-    p.xSqNorm = at.devSqNorms.get(), p.ySqNorm = over.devSqNorms.get();
-    p.yLogWeights = logWeights ? logWeights : over.devLogWeights.get(), p.yPotential = over.devPotential.get();
+    p.x = at.points->dev.get(), p.y = over.points->dev.get(), p.d = d_;
+    p.xOffsets = at.points->offsets.get(), p.yOffsets = over.points->offsets.get(), p.segments = 1;
+    p.n = rows, p.m = over.points->rows;
+    p.xSqNorm = at.points->devSqNorms.get(), p.ySqNorm = over.points->devSqNorms.get();
+    p.yLogWeights = logWeights ? logWeights : over.points->devLogWeights.get(), p.yPotential = over.devPotential.get();
     p.eps = T(eps), p.cost = T(st_.cost), p.damping = T(1), p.out = o.potential.get(), p.lse = o.lse.get();
     if (a.k) {
-      o.avg = Vec(be_, at.rows * a.k);
+      o.avg = Vec(be_, rows * a.k);
       p.v = a.v, p.k = a.k, p.avg = o.avg.get();
     }
     if (a.pairK) {
-      o.pairAvg = Vec(be_, at.rows * a.pairK);
+      o.pairAvg = Vec(be_, rows * a.pairK);
       p.pairRow = a.pairRow, p.pairCol = a.pairCol, p.q = a.q, p.pairK = a.pairK, p.pairAvg = o.pairAvg.get();
     }
     return p;
   }
 
   // Row masses of the plan behind a pass at temperature eps: a_i exp((f_i - c|x_i|^2)/eps + LSE_i) (plan_product.h).
-  std::vector<double> masses(const Cloud& at, const Vec& lse) const {
-    const std::vector<T> l = lse.toHost();
-    std::vector<double> mass(at.rows);
-    for (int64_t i = 0; i < at.rows; ++i)
-      mass[i] = std::exp(at.logWeights[i] + (at.potential[i] - at.sqNorms[i]) / st_.eps + double(l[i]));
+  std::vector<double> masses(const Cloud& at, const std::vector<T>& lse) const {
+    const Points& p = *at.points;
+    std::vector<double> mass(p.rows);
+    for (int64_t i = 0; i < p.rows; ++i)
+      mass[i] = std::exp(double(p.logWeights[i]) + (double(at.potential[i]) - double(p.sqNorms[i])) / st_.eps +
+                         double(lse[i]));
     return mass;
   }
 
@@ -263,73 +293,84 @@ class HessianVectorProduct {
   }
 
   // Jacobi preconditioner; unknowns with no mass are never touched (their row of the system is zero).
-  static std::vector<double> inverse(const std::vector<double>& diagonal) {
-    std::vector<double> inv(diagonal.size());
-    for (size_t i = 0; i < diagonal.size(); ++i) inv[i] = diagonal[i] > 0 ? 1 / diagonal[i] : 0.0;
-    return inv;
-  }
+  static double inverseOrZero(double diagonal) { return diagonal > 0 ? 1 / diagonal : 0.0; }
 
-  // hv += H v for the cross term OT(x, y).
-  CgOutcome addCrossTerm(const std::vector<double>& v, std::vector<double>& hv) {
-    const int64_t n = x_.rows, m = y_.rows, d = d_;
+  Vec toDevice(const std::vector<double>& host) { return Vec(be_, std::vector<T>(host.begin(), host.end())); }
+
+  // H v for the cross term OT(x, y): emit(i * d + t, (H v)_it).
+  template <typename Emit>
+  CgOutcome crossTerm(const T* v, const std::vector<double>& xv, Emit&& emit) {
+    const int64_t n = xPoints_.rows, m = yPoints_.rows, d = d_;
+    const T *x = xPoints_.host, *y = yPoints_.host;
     const double eps = st_.eps, lx = lambdaMoving_, ly = lambdaFixed_;
     const bool balanced = lx == 1 && ly == 1;
-    std::vector<double> xv(n);
-    for (int64_t i = 0; i < n; ++i) xv[i] = rowDot(x_.points, v, i, i);
+    T* staged = staged_.get();
+    const T* devStaged = devStaged_.get();
 
     // Pass at x over y: barycentres, and E_p[Cdot_ij y_j] / 2c through the pair weights
     // <[x_i.v_i, v_i], [1, -y_j]> = (x_i - y_j).v_i.
-    std::vector<T> pairRow(n * (d + 1)), pairCol(m * (d + 1));
     for (int64_t i = 0; i < n; ++i) {
-      pairRow[i * (d + 1)] = xv[i];
-      for (int64_t t = 0; t < d; ++t) pairRow[i * (d + 1) + 1 + t] = v[i * d + t];
+      staged[i * (d + 1)] = T(xv[i]);
+      std::copy(v + i * d, v + (i + 1) * d, staged + i * (d + 1) + 1);
     }
+    uploadStaged(n * (d + 1), 0);
     for (int64_t j = 0; j < m; ++j) {
-      pairCol[j * (d + 1)] = 1;
-      for (int64_t t = 0; t < d; ++t) pairCol[j * (d + 1) + 1 + t] = -y_.points[j * d + t];
+      staged[j * (d + 1)] = 1;
+      for (int64_t t = 0; t < d; ++t) staged[j * (d + 1) + 1 + t] = -y[j * d + t];
     }
-    const Vec devPairRow(be_, pairRow), devPairCol(be_, pairCol);
+    uploadStaged(m * (d + 1), n * (d + 1));
     PassOutputs atX;
     Averages moments;
-    moments.v = y_.devPoints.get(), moments.k = d;
-    moments.pairRow = devPairRow.get(), moments.pairCol = devPairCol.get(), moments.q = d + 1, moments.pairK = d;
+    moments.v = yPoints_.dev.get(), moments.k = d;
+    moments.pairRow = devStaged, moments.pairCol = devStaged + n * (d + 1), moments.q = d + 1, moments.pairK = d;
     SoftminPass<T> first = pass(x_, y_, eps, nullptr, moments, atX);
     be_.softmin(&first, 1);
-    const std::vector<double> r = masses(x_, atX.lse), bary = toDoubles(atX.avg), pairAvg = toDoubles(atX.pairAvg);
-    const std::vector<double> lseX = toDoubles(atX.lse);
-    std::vector<double> cdot(n);  // E_p[Cdot_ij] / 2c = (x_i - bary_i).v_i
-    for (int64_t i = 0; i < n; ++i) cdot[i] = xv[i] - rowDot(bary, v, i, i);
+    PlanSupport plan;
+    const bool sparse = support(first, atX.lse, plan);
+    const std::vector<T> lseX = atX.lse.toHost();
+    const std::vector<double> r = masses(x_, lseX);
+    const T* bary = averages_.get();
+    const T* pairAvg = pairAverages_.get();
+    atX.avg.download(averages_.get());
+    atX.pairAvg.download(pairAverages_.get());
 
     // Pass at y over x with [v, x.v, s / (lambda_x r)] gives t and pi^T (s / (lambda_x r)); the same
     // launch sums pi_ij^2 / (lambda_x r_i) over i for S's diagonal: a pass at eps/2 with weights
     // a_i^2 / (lambda_x r_i) and potential f, as pi_ij^2 = a_i^2 b_j^2 exp((f_i + g_j - C_ij)/(eps/2)).
-    std::vector<T> colInput(n * (d + 2)), diagLogWeights(n);
+    std::vector<double> cdot(n);  // E_p[Cdot_ij] / 2c = (x_i - bary_i).v_i
+    T *colInput = staged, *diagLogWeights = staged + n * (d + 2);
     for (int64_t i = 0; i < n; ++i) {
-      for (int64_t t = 0; t < d; ++t) colInput[i * (d + 2) + t] = v[i * d + t];
-      colInput[i * (d + 2) + d] = xv[i];
-      colInput[i * (d + 2) + d + 1] = c2_ * cdot[i] / lx;  // s_i / (lambda_x r_i), s_i = 2c r_i cdot_i
+      cdot[i] = xv[i] - rowDot(bary, v, i);
+      std::copy(v + i * d, v + (i + 1) * d, colInput + i * (d + 2));
+      colInput[i * (d + 2) + d] = T(xv[i]);
+      colInput[i * (d + 2) + d + 1] = T(c2_ * cdot[i] / lx);  // s_i / (lambda_x r_i), s_i = 2c r_i cdot_i
       // log(a_i^2 / (lambda_x r_i)), with log r_i = log a_i + (f_i - c|x_i|^2)/eps + LSE_i
-      diagLogWeights[i] = x_.logWeights[i] - std::log(lx) - (x_.potential[i] - x_.sqNorms[i]) / eps - lseX[i];
+      diagLogWeights[i] = T(double(xPoints_.logWeights[i]) - std::log(lx) -
+                            (double(x_.potential[i]) - double(xPoints_.sqNorms[i])) / eps - double(lseX[i]));
     }
-    const Vec devColInput(be_, colInput), devDiagLogWeights(be_, diagLogWeights);
+    uploadStaged(n * (d + 3), 0);
     PassOutputs atY, squared;
     Averages colAverages;
-    colAverages.v = devColInput.get(), colAverages.k = d + 2;
+    colAverages.v = devStaged, colAverages.k = d + 2;
     SoftminPass<T> second[2] = {pass(y_, x_, eps, nullptr, colAverages, atY),
-                                pass(y_, x_, eps / 2, devDiagLogWeights.get(), Averages{}, squared)};
+                                pass(y_, x_, eps / 2, devStaged + n * (d + 2), Averages{}, squared)};
     be_.softmin(second, 2);
-    const std::vector<double> col = masses(y_, atY.lse), colAvg = toDoubles(atY.avg), lseSq = toDoubles(squared.lse);
+    const std::vector<double> col = masses(y_, atY.lse.toHost());
+    const std::vector<T> lseSq = squared.lse.toHost();
+    atY.avg.download(staged);
 
-    std::vector<double> rhs(m), diagonal(m);
+    std::vector<double> rhs(m), invDiagonal(m);
     const double reg = balanced ? st_.regularization : 0.0, diagFloor = 64 * std::numeric_limits<T>::epsilon();
     for (int64_t j = 0; j < m; ++j) {
-      const double* e = &colAvg[j * (d + 2)];
+      const T* e = staged + j * (d + 2);
       double yDotEv = 0;
-      for (int64_t t = 0; t < d; ++t) yDotEv += y_.points[j * d + t] * e[t];
-      rhs[j] = col[j] * (c2_ * (e[d] - yDotEv) - e[d + 1]);
+      for (int64_t t = 0; t < d; ++t) yDotEv += double(y[j * d + t]) * double(e[t]);
+      rhs[j] = col[j] * (c2_ * (double(e[d]) - yDotEv) - double(e[d + 1]));
       const double full = ly * (1 + reg) * col[j];
-      const double piSquared = std::exp(2 * y_.logWeights[j] + 2 * (y_.potential[j] - y_.sqNorms[j]) / eps + lseSq[j]);
-      diagonal[j] = std::max(full - piSquared, diagFloor * full);
+      const double piSquared = std::exp(2 * double(yPoints_.logWeights[j]) +
+                                        2 * (double(y_.potential[j]) - double(yPoints_.sqNorms[j])) / eps +
+                                        double(lseSq[j]));
+      invDiagonal[j] = inverseOrZero(std::max(full - piSquared, diagFloor * full));
     }
     if (balanced) {  // sum_j rhs_j = sum_ij pi_ij Cdot_ij - sum_i s_i = 0: remove the rounding along S's null vector
       double total = 0, mass = 0;
@@ -338,8 +379,6 @@ class HessianVectorProduct {
     }
 
     // S u = lambda_y (1 + reg) col u - pi^T (pi u / (lambda_x r)): the first pass's average is already pi u / r.
-    PlanSupport plan;
-    const bool sparse = support(first, atX.lse, plan);
     std::vector<double> rowAvg, back, supportCol;
     if (sparse) plan.columnSum(std::vector<double>(n, 1.0), r, m, supportCol);
     auto schur = [&](const std::vector<double>& u, std::vector<double>& out) {
@@ -362,7 +401,7 @@ class HessianVectorProduct {
       for (int64_t j = 0; j < m; ++j) out[j] = col[j] * (ly * (1 + reg) * u[j] - double(back[j]) / lx);
     };
     std::vector<double> gdot;
-    CgOutcome cg = conjugateGradient(schur, inverse(diagonal), rhs, st_.cgTol, st_.cgMaxIters, gdot);
+    CgOutcome cg = conjugateGradient(schur, invDiagonal, rhs, st_.cgTol, st_.cgMaxIters, gdot);
     cg.planEntries = sparse ? plan.entries() : 0;
 
     // E_p[gdot_j] and E_p[gdot_j y_j] with gdot centred by mu: the expression below only depends on
@@ -370,83 +409,96 @@ class HessianVectorProduct {
     double mu = 0, mass = 0;
     for (int64_t j = 0; j < m; ++j) mu += col[j] * gdot[j], mass += col[j];
     mu /= mass;
-    std::vector<T> gInput(m * (d + 1));
     for (int64_t j = 0; j < m; ++j) {
       const double gc = gdot[j] - mu;
-      gInput[j * (d + 1)] = gc;
-      for (int64_t t = 0; t < d; ++t) gInput[j * (d + 1) + 1 + t] = gc * y_.points[j * d + t];
+      staged[j * (d + 1)] = T(gc);
+      for (int64_t t = 0; t < d; ++t) staged[j * (d + 1) + 1 + t] = T(gc * double(y[j * d + t]));
     }
-    const Vec devGInput(be_, gInput);
+    uploadStaged(m * (d + 1), 0);
     PassOutputs tangent;
     Averages ofG;
-    ofG.v = devGInput.get(), ofG.k = d + 1;
+    ofG.v = devStaged, ofG.k = d + 1;
     SoftminPass<T> last = pass(x_, y_, eps, nullptr, ofG, tangent);
     be_.softmin(&last, 1);
-    const std::vector<double> eg = toDoubles(tangent.avg);
+    tangent.avg.download(staged);
 
     // H v_i = 2c r_i [ v_i + ( fdot'_i (x_i - bary_i) + E[gc] x_i - E[gc y] - 2c (cdot_i x_i - E[(Cdot/2c) y]) ) / eps ]
     // with fdot'_i = fdot_i + mu = (2c cdot_i - E[gc] - mu) / lambda_x + mu.
     for (int64_t i = 0; i < n; ++i) {
-      const double* e = &eg[i * (d + 1)];
-      const double fdot = (c2_ * cdot[i] - e[0] - mu) / lx + mu;
+      const T* e = staged + i * (d + 1);
+      const double e0 = e[0], fdot = (c2_ * cdot[i] - e0 - mu) / lx + mu;
       for (int64_t t = 0; t < d; ++t) {
         const int64_t it = i * d + t;
-        const double xi = x_.points[it];
-        const double inner = fdot * (xi - bary[it]) + e[0] * xi - e[1 + t] - c2_ * (cdot[i] * xi - pairAvg[it]);
-        hv[it] += c2_ * r[i] * (v[it] + inner / eps);
+        const double xi = x[it];
+        const double inner = fdot * (xi - double(bary[it])) + e0 * xi - double(e[1 + t]) -
+                             c2_ * (cdot[i] * xi - double(pairAvg[it]));
+        emit(it, c2_ * r[i] * (double(v[it]) + inner / eps));
       }
     }
     return cg;
   }
 
-  // hv -= H^a v for the self term OT(x, x) / 2.
-  CgOutcome addSelfTerm(const std::vector<double>& v, std::vector<double>& hv) {
-    const int64_t n = x_.rows, d = d_, k = 2 * d + 1, q = 2 * d + 2;
+  // H^a v for the self term OT(x, x) / 2: emit(i * d + t, (H^a v)_it).
+  template <typename Emit>
+  CgOutcome selfTerm(const T* v, const std::vector<double>& xv, Emit&& emit) {
+    const int64_t n = xPoints_.rows, d = d_, k = 2 * d + 1, q = 2 * d + 2;
+    const T* x = xPoints_.host;
     const double eps = st_.eps, lx = lambdaMoving_;
-    std::vector<double> xv(n);
-    for (int64_t i = 0; i < n; ++i) xv[i] = rowDot(x_.points, v, i, i);
+    T* staged = staged_.get();
+    const T* devStaged = devStaged_.get();
 
     // One pass averages [x, v, x.v], and x_j under the pair weights
     // <[x_i.v_i, x_i, v_i, 1], [1, -v_j, -x_j, x_j.v_j]> = (x_i - x_j).(v_i - v_j).
-    std::vector<T> input(n * k), pairRow(n * q), pairCol(n * q);
     for (int64_t i = 0; i < n; ++i) {
-      T* in = &input[i * k];
-      T* pr = &pairRow[i * q];
-      T* pc = &pairCol[i * q];
-      pr[0] = xv[i], pc[0] = 1;
-      for (int64_t t = 0; t < d; ++t) {
-        const double xi = x_.points[i * d + t], vi = v[i * d + t];
-        in[t] = xi, in[d + t] = vi;
-        pr[1 + t] = xi, pr[1 + d + t] = vi;
-        pc[1 + t] = -vi, pc[1 + d + t] = -xi;
-      }
-      in[2 * d] = xv[i];
-      pr[q - 1] = 1, pc[q - 1] = xv[i];
+      T* in = staged + i * k;
+      std::copy(x + i * d, x + (i + 1) * d, in);
+      std::copy(v + i * d, v + (i + 1) * d, in + d);
+      in[2 * d] = T(xv[i]);
     }
-    const Vec devInput(be_, input), devPairRow(be_, pairRow), devPairCol(be_, pairCol);
+    uploadStaged(n * k, 0);
+    for (int64_t i = 0; i < n; ++i) {
+      T* pr = staged + i * q;
+      pr[0] = T(xv[i]);
+      std::copy(x + i * d, x + (i + 1) * d, pr + 1);
+      std::copy(v + i * d, v + (i + 1) * d, pr + 1 + d);
+      pr[q - 1] = 1;
+    }
+    uploadStaged(n * q, n * k);
+    for (int64_t i = 0; i < n; ++i) {
+      T* pc = staged + i * q;
+      pc[0] = 1;
+      for (int64_t t = 0; t < d; ++t) pc[1 + t] = -v[i * d + t], pc[1 + d + t] = -x[i * d + t];
+      pc[q - 1] = T(xv[i]);
+    }
+    uploadStaged(n * q, n * (k + q));
     PassOutputs moments;
     Averages a;
-    a.v = devInput.get(), a.k = k, a.pairRow = devPairRow.get(), a.pairCol = devPairCol.get(), a.q = q, a.pairK = d;
+    a.v = devStaged, a.k = k, a.pairRow = devStaged + n * k, a.pairCol = devStaged + n * (k + q), a.q = q, a.pairK = d;
     SoftminPass<T> first = pass(self_, self_, eps, nullptr, a, moments);
     be_.softmin(&first, 1);
-    const std::vector<double> r = masses(self_, moments.lse), avg = toDoubles(moments.avg),
-                              pairAvg = toDoubles(moments.pairAvg);
+    PlanSupport plan;
+    const bool sparse = support(first, moments.lse, plan);
+    const std::vector<double> r = masses(self_, moments.lse.toHost());
+    const T* avg = averages_.get();
+    const T* pairAvg = pairAverages_.get();
+    moments.avg.download(averages_.get());
+    moments.pairAvg.download(pairAverages_.get());
 
     // cdot_i = E[(x_i - x_j).(v_i - v_j)] = x_i.v_i - x_i.E[v] - E[x].v_i + E[x.v]; s^a_i = 2c r_i cdot_i.
-    std::vector<double> cdot(n), rhs(n), diagonal(n);
+    std::vector<double> cdot(n), rhs(n), invDiagonal(n);
     for (int64_t i = 0; i < n; ++i) {
-      const double* e = &avg[i * k];
+      const T* e = avg + i * k;
       double xEv = 0, exV = 0;
-      for (int64_t t = 0; t < d; ++t) xEv += x_.points[i * d + t] * e[d + t], exV += e[t] * v[i * d + t];
-      cdot[i] = xv[i] - xEv - exV + e[2 * d];
+      for (int64_t t = 0; t < d; ++t)
+        xEv += double(x[i * d + t]) * double(e[d + t]), exV += double(e[t]) * double(v[i * d + t]);
+      cdot[i] = xv[i] - xEv - exV + double(e[2 * d]);
       rhs[i] = c2_ * r[i] * cdot[i];
       // pi^a_ii = a_i^2 exp(2 h_i / eps), as C_ii = 0
-      diagonal[i] = lx * r[i] + std::exp(2 * self_.logWeights[i] + 2 * self_.potential[i] / eps);
+      invDiagonal[i] = inverseOrZero(lx * r[i] + std::exp(2 * double(xPoints_.logWeights[i]) +
+                                                          2 * double(self_.potential[i]) / eps));
     }
 
     // (lambda_x D_r + pi^a) u = lambda_x r u + r E_p[u]: positive definite, no regularisation needed.
-    PlanSupport plan;
-    const bool sparse = support(first, moments.lse, plan);
     std::vector<double> rowAvg, colSum;
     auto system = [&](const std::vector<double>& u, std::vector<double>& out) {
       if (sparse) {
@@ -465,40 +517,41 @@ class HessianVectorProduct {
       for (int64_t i = 0; i < n; ++i) out[i] = r[i] * (lx * u[i] + double(e[i]));
     };
     std::vector<double> h;
-    CgOutcome cg = conjugateGradient(system, inverse(diagonal), rhs, st_.cgTol, st_.cgMaxIters, h);
+    CgOutcome cg = conjugateGradient(system, invDiagonal, rhs, st_.cgTol, st_.cgMaxIters, h);
     cg.planEntries = sparse ? plan.entries() : 0;
 
-    std::vector<T> hInput(n * (d + 1));
     for (int64_t i = 0; i < n; ++i) {
-      hInput[i * (d + 1)] = h[i];
-      for (int64_t t = 0; t < d; ++t) hInput[i * (d + 1) + 1 + t] = h[i] * x_.points[i * d + t];
+      staged[i * (d + 1)] = T(h[i]);
+      for (int64_t t = 0; t < d; ++t) staged[i * (d + 1) + 1 + t] = T(h[i] * double(x[i * d + t]));
     }
-    const Vec devHInput(be_, hInput);
+    uploadStaged(n * (d + 1), 0);
     PassOutputs tangent;
     Averages ofH;
-    ofH.v = devHInput.get(), ofH.k = d + 1;
+    ofH.v = devStaged, ofH.k = d + 1;
     SoftminPass<T> last = pass(self_, self_, eps, nullptr, ofH, tangent);
     be_.softmin(&last, 1);
-    const std::vector<double> eh = toDoubles(tangent.avg);
+    tangent.avg.download(staged);
 
-    // H^a v_i = 2c r_i [ v_i - E[v] + ( h_i (x_i - E[x]) + E[h] x_i - E[h x] - 2c (cdot_i x_i - E[(Cdot/2c) x]) ) / eps ]
+    // H^a v_i = 2c r^a_i [ v_i - E[v] + ( h_i (x_i - E[x]) + E[h] x_i - E[h x] - 2c (cdot_i x_i - E[(Cdot/2c) x]) ) / eps ]
     for (int64_t i = 0; i < n; ++i) {
-      const double* e = &avg[i * k];
-      const double* f = &eh[i * (d + 1)];
+      const T* e = avg + i * k;
+      const T* f = staged + i * (d + 1);
+      const double f0 = f[0];
       for (int64_t t = 0; t < d; ++t) {
         const int64_t it = i * d + t;
-        const double xi = x_.points[it];
-        const double inner = h[i] * (xi - e[t]) + f[0] * xi - f[1 + t] - c2_ * (cdot[i] * xi - pairAvg[it]);
-        hv[it] -= c2_ * r[i] * (v[it] - e[d + t] + inner / eps);
+        const double xi = x[it];
+        const double inner = h[i] * (xi - double(e[t])) + f0 * xi - double(f[1 + t]) -
+                             c2_ * (cdot[i] * xi - double(pairAvg[it]));
+        emit(it, c2_ * r[i] * (double(v[it]) - double(e[d + t]) + inner / eps));
       }
     }
     return cg;
   }
 
-  // Row i of a (rows x d) times row j of b.
-  double rowDot(const std::vector<double>& a, const std::vector<double>& b, int64_t i, int64_t j) const {
+  // Row i of a (rows x d) times row i of b, in double.
+  double rowDot(const T* a, const T* b, int64_t i) const {
     double s = 0;
-    for (int64_t t = 0; t < d_; ++t) s += a[i * d_ + t] * b[j * d_ + t];
+    for (int64_t t = 0; t < d_; ++t) s += double(a[i * d_ + t]) * double(b[i * d_ + t]);
     return s;
   }
 
@@ -507,7 +560,13 @@ class HessianVectorProduct {
   const int64_t d_;
   const double c2_;  // 2c: grad_1 C(x, y) = 2c (x - y)
   const double lambdaMoving_, lambdaFixed_;
-  Cloud x_, y_, self_;
+  Points xPoints_, yPoints_;
+  Cloud x_, y_, self_;  // self_: x with the self potential, when debiased
+  std::unique_ptr<T[]> staged_;
+  Vec devStaged_;
+  // The first pass's averages, read again by the final algebra: the barycentres (cross term) or
+  // [E x, E v, E x.v] (self term), and the pair-weighted averages.
+  std::unique_ptr<T[]> averages_, pairAverages_;
 };
 
 }  // namespace helpers
