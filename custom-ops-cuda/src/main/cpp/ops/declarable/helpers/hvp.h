@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "incomplete_cholesky.h"
 #include "plan_support.h"
 #include "softmin.h"
 
@@ -64,6 +65,9 @@ struct HvpSettings {
 // Entries of a row's softmax kept in a plan support: a row loses less than m * 1e-15 of its mass,
 // far below the rounding of float32 products and of CG's float64 tolerances.
 constexpr double kSupportWeight = 1e-15;
+// The support's Schur matrix is factored for CG when its lower triangle has at most this many
+// times (entries + m) entries.
+constexpr int64_t kSchurFill = 16;
 
 struct CgOutcome {
   int iterations = 0;
@@ -108,18 +112,26 @@ inline double innerProduct(const std::vector<double>& a, const std::vector<doubl
   return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
+// z = M^{-1} r for the Jacobi preconditioner M^{-1} = invDiag (0 for unknowns A does not see).
+inline auto jacobi(const std::vector<double>& invDiag) {
+  return [&invDiag](const std::vector<double>& r, std::vector<double>& z) {
+    for (size_t i = 0; i < r.size(); ++i) z[i] = invDiag[i] * r[i];
+  };
+}
+
 // Preconditioned CG for A u = rhs from u = 0, A symmetric positive (semi-)definite given by its
-// product; invDiag is the Jacobi preconditioner (0 for unknowns A does not see). The recursively
+// product, precondition(r, z) applying a symmetric positive definite M^{-1}. The recursively
 // updated residual drifts from the true one in finite precision, so the outcome reports the true one.
-template <typename Product>
-CgOutcome conjugateGradient(Product&& apply, const std::vector<double>& invDiag, const std::vector<double>& rhs,
+template <typename Product, typename Precondition>
+CgOutcome conjugateGradient(Product&& apply, Precondition&& precondition, const std::vector<double>& rhs,
                             double tol, int maxIters, std::vector<double>& u) {
   const size_t n = rhs.size();
   u.assign(n, 0.0);
   const double rhsNorm = std::sqrt(innerProduct(rhs, rhs));
   if (rhsNorm == 0) return {};
   std::vector<double> r = rhs, z(n), p(n), ap(n);
-  for (size_t i = 0; i < n; ++i) p[i] = z[i] = invDiag[i] * r[i];
+  precondition(r, z);
+  p = z;
   double rz = innerProduct(r, z), rr = rhsNorm * rhsNorm;
   CgOutcome out;
   while (out.iterations < maxIters && std::sqrt(rr) > tol * rhsNorm) {
@@ -127,16 +139,15 @@ CgOutcome conjugateGradient(Product&& apply, const std::vector<double>& invDiag,
     const double curvature = innerProduct(p, ap);
     if (!(curvature > 0)) break;  // only at the rounding floor: A is positive definite on the Krylov space
     const double alpha = rz / curvature;
-    double rzPart[4] = {0, 0, 0, 0}, rrPart[4] = {0, 0, 0, 0};  // r.z and r.r of the update, as innerProduct
+    double rrPart[4] = {0, 0, 0, 0};  // r.r of the update, as innerProduct
     for (size_t i = 0; i < n; ++i) {
       u[i] += alpha * p[i];
       r[i] -= alpha * ap[i];
-      z[i] = invDiag[i] * r[i];
-      rzPart[i & 3] += r[i] * z[i];
       rrPart[i & 3] += r[i] * r[i];
     }
-    const double rzNext = (rzPart[0] + rzPart[1]) + (rzPart[2] + rzPart[3]), beta = rzNext / rz;
     rr = (rrPart[0] + rrPart[1]) + (rrPart[2] + rrPart[3]);
+    precondition(r, z);
+    const double rzNext = innerProduct(r, z), beta = rzNext / rz;
     rz = rzNext;
     for (size_t i = 0; i < n; ++i) p[i] = z[i] + beta * p[i];
     ++out.iterations;
@@ -285,6 +296,49 @@ class HessianVectorProduct {
     return mass;
   }
 
+  // IC(0) of the support's Schur matrix S = diagScale D_col - P^T D_r P / lambda_x (P the support's
+  // row softmax: S_jk = diagScale col_j [j = k] - sum_i r_i p_ij p_ik / lambda_x), assembled by rows
+  // of its lower triangle. An M-matrix; at small eps its graph is nearly a forest, so IC(0) is
+  // nearly exact and CG needs a few iterations instead of hundreds. False when the assembly would
+  // exceed a few times the support (rows of many entries) or a pivot fails: Jacobi then.
+  static bool factorSchur(const PlanSupport& plan, const std::vector<double>& r, const std::vector<double>& col,
+                          double diagScale, double lambdaX, IncompleteCholesky& ic) {
+    const int64_t m = static_cast<int64_t>(col.size());
+    int64_t pairs = 0;
+    for (int64_t i = 0; i < plan.rows(); ++i) {
+      const int64_t k = plan.rowStart[i + 1] - plan.rowStart[i];
+      pairs += k * (k + 1) / 2;
+    }
+    if (pairs > kSchurFill * (plan.entries() + m)) return false;
+    struct Entry {
+      int32_t row, col;
+      double value;
+    };
+    std::vector<Entry> entries;
+    entries.reserve(pairs + m);
+    for (int64_t j = 0; j < m; ++j)  // a column the support misses is decoupled: identity there
+      entries.push_back({int32_t(j), int32_t(j), col[j] > 0 ? diagScale * col[j] : 1.0});
+    for (int64_t i = 0; i < plan.rows(); ++i)
+      for (int64_t a = plan.rowStart[i]; a < plan.rowStart[i + 1]; ++a)
+        for (int64_t b = plan.rowStart[i]; b <= a; ++b)  // columns ascending: col[b] <= col[a]
+          entries.push_back({plan.col[a], plan.col[b], -r[i] * plan.weight[a] * plan.weight[b] / lambdaX});
+    std::sort(entries.begin(), entries.end(),
+              [](const Entry& p, const Entry& q) { return p.row != q.row ? p.row < q.row : p.col < q.col; });
+    std::vector<int64_t> rowStart(m + 1, 0);
+    std::vector<int32_t> cols;
+    std::vector<double> values;
+    for (size_t e = 0; e < entries.size(); ++e) {  // every row holds its diagonal, last
+      if (e > 0 && entries[e].row == entries[e - 1].row && entries[e].col == entries[e - 1].col) {
+        values.back() += entries[e].value;
+        continue;
+      }
+      cols.push_back(entries[e].col);
+      values.push_back(entries[e].value);
+      rowStart[entries[e].row + 1] = static_cast<int64_t>(cols.size());
+    }
+    return ic.factor(std::move(rowStart), std::move(cols), std::move(values));
+  }
+
   // The support of the plan behind pass p (its LSE in lse), when it fits the budget.
   bool support(const SoftminPass<T>& p, const Vec& lse, PlanSupport& out) {
     if (st_.maxPlanEntries <= 0 || !be_.planSupport(p, lse.get(), kSupportWeight, st_.maxPlanEntries, out)) return false;
@@ -401,7 +455,12 @@ class HessianVectorProduct {
       for (int64_t j = 0; j < m; ++j) out[j] = col[j] * (ly * (1 + reg) * u[j] - double(back[j]) / lx);
     };
     std::vector<double> gdot;
-    CgOutcome cg = conjugateGradient(schur, invDiagonal, rhs, st_.cgTol, st_.cgMaxIters, gdot);
+    IncompleteCholesky ic;
+    const bool factored = sparse && factorSchur(plan, r, supportCol, ly * (1 + reg), lx, ic);
+    CgOutcome cg = factored ? conjugateGradient(schur, [&](const std::vector<double>& res, std::vector<double>& z) {
+                                ic.solve(res, z);
+                              }, rhs, st_.cgTol, st_.cgMaxIters, gdot)
+                            : conjugateGradient(schur, jacobi(invDiagonal), rhs, st_.cgTol, st_.cgMaxIters, gdot);
     cg.planEntries = sparse ? plan.entries() : 0;
 
     // E_p[gdot_j] and E_p[gdot_j y_j] with gdot centred by mu: the expression below only depends on
@@ -517,7 +576,7 @@ class HessianVectorProduct {
       for (int64_t i = 0; i < n; ++i) out[i] = r[i] * (lx * u[i] + double(e[i]));
     };
     std::vector<double> h;
-    CgOutcome cg = conjugateGradient(system, invDiagonal, rhs, st_.cgTol, st_.cgMaxIters, h);
+    CgOutcome cg = conjugateGradient(system, jacobi(invDiagonal), rhs, st_.cgTol, st_.cgMaxIters, h);
     cg.planEntries = sparse ? plan.entries() : 0;
 
     for (int64_t i = 0; i < n; ++i) {

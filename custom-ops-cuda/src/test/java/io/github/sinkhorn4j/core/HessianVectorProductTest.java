@@ -98,16 +98,19 @@ class HessianVectorProductTest {
         int n = 120, m = 100, d = 3;
         double[] x = RandomClouds.gaussian(rnd, n, d, 0), y = RandomClouds.gaussian(rnd, m, d, 0.3);
         double[] v = RandomClouds.gaussian(rnd, n, d, 0);
-        SinkhornOptions o = CONVERGED.toBuilder().eps(0.02).nIters(200000).build();
+        SinkhornOptions o = CONVERGED.toBuilder().eps(0.02).nIters(200000).debias(false).build();
         DivergenceResult solved = Sinkhorn.divergence(o, x, y, d, null, null, true);
         HvpOptions loose = HvpOptions.defaults().withCgMaxIters(5000);
         HvpResult streamed = Sinkhorn.hvp(o, loose.withMaxPlanEntries(0L), x, y, d, null, null, solved, Wrt.X, v);
         HvpResult sparse = Sinkhorn.hvp(o, loose, x, y, d, null, null, solved, Wrt.X, v);
-        assertTrue(sparse.report().planEntries() > 0 && sparse.report().planEntries() < (long) (n * m + n * n) / 2,
-                "support of both plans: " + sparse.report());
+        assertTrue(sparse.report().planEntries() > 0 && sparse.report().planEntries() < (long) n * m / 2,
+                "support of the plan: " + sparse.report());
         assertEquals(0, streamed.report().planEntries());
         double err = relativeError(sparse.hvp(), streamed.hvp());
         assertTrue(err < 1e-8, "support vs streamed products: relative difference " + err);
+        // On the support CG is preconditioned by the incomplete Cholesky factor of its Schur matrix
+        assertTrue(2 * sparse.report().cgIterations() < streamed.report().cgIterations(),
+                "CG iterations: support " + sparse.report() + ", streamed (Jacobi) " + streamed.report());
         HvpResult overBudget = Sinkhorn.hvp(o, loose.withMaxPlanEntries(50L), x, y, d, null, null, solved, Wrt.X, v);
         assertEquals(0, overBudget.report().planEntries(), "a support above the budget is not kept");
         assertArrayEquals(streamed.hvp(), overBudget.hvp(), 0.0);
