@@ -388,9 +388,10 @@ class HessianVectorProduct {
     atX.avg.download(averages_.get());
     atX.pairAvg.download(pairAverages_.get());
 
-    // Pass at y over x with [v, x.v, s / (lambda_x r)] gives t and pi^T (s / (lambda_x r)); the same
-    // launch sums pi_ij^2 / (lambda_x r_i) over i for S's diagonal: a pass at eps/2 with weights
-    // a_i^2 / (lambda_x r_i) and potential f, as pi_ij^2 = a_i^2 b_j^2 exp((f_i + g_j - C_ij)/(eps/2)).
+    // Pass at y over x with [v, x.v, s / (lambda_x r)] gives t and pi^T (s / (lambda_x r)). Streamed
+    // products also need S's diagonal: the same launch sums pi_ij^2 / (lambda_x r_i) over i, a pass at
+    // eps/2 with weights a_i^2 / (lambda_x r_i) and potential f, as
+    // pi_ij^2 = a_i^2 b_j^2 exp((f_i + g_j - C_ij)/(eps/2)). On the support the diagonal is exact.
     std::vector<double> cdot(n);  // E_p[Cdot_ij] / 2c = (x_i - bary_i).v_i
     T *colInput = staged, *diagLogWeights = staged + n * (d + 2);
     for (int64_t i = 0; i < n; ++i) {
@@ -408,23 +409,34 @@ class HessianVectorProduct {
     colAverages.v = devStaged, colAverages.k = d + 2;
     SoftminPass<T> second[2] = {pass(y_, x_, eps, nullptr, colAverages, atY),
                                 pass(y_, x_, eps / 2, devStaged + n * (d + 2), Averages{}, squared)};
-    be_.softmin(second, 2);
+    be_.softmin(second, sparse ? 1 : 2);
     const std::vector<double> col = masses(y_, atY.lse.toHost());
-    const std::vector<T> lseSq = squared.lse.toHost();
     atY.avg.download(staged);
 
-    std::vector<double> rhs(m), invDiagonal(m);
+    // S's diagonal lambda_y (1 + reg) col_j - sum_i pi_ij^2 / (lambda_x r_i): on the support, with
+    // its own column masses supportCol = P^T r (those its products use), pi_ij = r_i p_ij.
     const double reg = balanced ? st_.regularization : 0.0, diagFloor = 64 * std::numeric_limits<T>::epsilon();
+    std::vector<double> supportCol, piSquared(m, 0.0);
+    if (sparse) {
+      plan.columnSum(std::vector<double>(n, 1.0), r, m, supportCol);
+      for (int64_t e = 0; e < plan.entries(); ++e) {
+        const double w = plan.weight[e];
+        piSquared[plan.col[e]] += r[plan.row[e]] * w * w / lx;
+      }
+    } else {
+      const std::vector<T> lseSq = squared.lse.toHost();
+      for (int64_t j = 0; j < m; ++j)
+        piSquared[j] = std::exp(2 * double(yPoints_.logWeights[j]) +
+                                2 * (double(y_.potential[j]) - double(yPoints_.sqNorms[j])) / eps + double(lseSq[j]));
+    }
+    std::vector<double> rhs(m), invDiagonal(m);
     for (int64_t j = 0; j < m; ++j) {
       const T* e = staged + j * (d + 2);
       double yDotEv = 0;
       for (int64_t t = 0; t < d; ++t) yDotEv += double(y[j * d + t]) * double(e[t]);
       rhs[j] = col[j] * (c2_ * (double(e[d]) - yDotEv) - double(e[d + 1]));
-      const double full = ly * (1 + reg) * col[j];
-      const double piSquared = std::exp(2 * double(yPoints_.logWeights[j]) +
-                                        2 * (double(y_.potential[j]) - double(yPoints_.sqNorms[j])) / eps +
-                                        double(lseSq[j]));
-      invDiagonal[j] = inverseOrZero(std::max(full - piSquared, diagFloor * full));
+      const double full = ly * (1 + reg) * (sparse ? supportCol[j] : col[j]);
+      invDiagonal[j] = inverseOrZero(std::max(full - piSquared[j], diagFloor * full));
     }
     if (balanced) {  // sum_j rhs_j = sum_ij pi_ij Cdot_ij - sum_i s_i = 0: remove the rounding along S's null vector
       double total = 0, mass = 0;
@@ -433,8 +445,7 @@ class HessianVectorProduct {
     }
 
     // S u = lambda_y (1 + reg) col u - pi^T (pi u / (lambda_x r)): the first pass's average is already pi u / r.
-    std::vector<double> rowAvg, back, supportCol;
-    if (sparse) plan.columnSum(std::vector<double>(n, 1.0), r, m, supportCol);
+    std::vector<double> rowAvg, back;
     auto schur = [&](const std::vector<double>& u, std::vector<double>& out) {
       if (sparse) {
         plan.rowAverage(u, rowAvg);
