@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the CUDA backend check/timing harness (no CMake, no JDK):
+# Builds the CUDA backend's check/timing harnesses, softmin_check and dense_check (no CMake, no JDK):
 #   custom-ops-cuda/src/test/cuda/build.sh [OUT_DIR] [ARCH...]
 # OUT_DIR defaults to custom-ops-cuda/target/cuda-test; ARCH defaults to 90 (e.g. "80 90").
 # NVCC_EXTRA adds flags (e.g. -DSINKHORN_SOFTMIN_STATS: count the exact updates of the tensor kernels).
@@ -28,6 +28,8 @@ for f in "$cpp"/ops/declarable/helpers/cpu/*.cpp; do
   g++ -std=c++17 -O3 -march=$march -ffp-contract=fast -pthread -I "$cpp/include" -I "$cpp" -c "$f" -o "$o"
   objs+=("$o")
 done
-nvcc "${flags[@]}" -c "$here/softmin_check.cpp" -o "$out/softmin_check.o"
-nvcc "${flags[@]}" -cudart static "$out/softmin_check.o" "${objs[@]}" -o "$out/softmin_check"
-echo "built $out/softmin_check"
+for harness in softmin_check dense_check; do
+  nvcc "${flags[@]}" -c "$here/$harness.cpp" -o "$out/$harness.o"
+  nvcc "${flags[@]}" -cudart static "$out/$harness.o" "${objs[@]}" -o "$out/$harness"
+  echo "built $out/$harness"
+done

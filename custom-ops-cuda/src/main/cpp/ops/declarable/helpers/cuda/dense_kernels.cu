@@ -10,11 +10,15 @@
 //    the 8 warps merge through shared memory, and the ranges of rows through a workspace merged by
 //    the last CTA of the chunk to arrive (a threadfence reduction).
 //  - Resident solve: a cluster of K CTAs per item (K = 1 before Hopper, up to 16 on it), CTA r
-//    keeping rows [r R, (r + 1) R) of the item in shared memory. A row pass is local; a column pass
-//    pushes each CTA's partial per column into the shared memory of the CTA that merges it (CTA r:
-//    columns [r M/K, (r + 1) M/K), distributed shared memory), which writes their biases into every
-//    CTA. Two cluster barriers per iteration; the threshold is checked on the device, so the loop
-//    needs no host.
+//    keeping rows [r R, (r + 1) R) of the item in shared memory, and owning columns
+//    [r M/K, (r + 1) M/K). Two layouts, two cluster barriers per iteration each; the threshold is
+//    checked on the device, so the loop needs no host.
+//    Rows only: a row pass is local; a column pass pushes each CTA's partial per column into the
+//    shared memory of the CTA that owns the column (distributed shared memory), which merges the K
+//    partials and writes the column's bias into every CTA.
+//    Rows and columns: CTA r also keeps its columns, transposed, so both passes are local warp-per-
+//    line reductions and each new bias is written into every CTA; twice the shared memory, no merge
+//    step on the iteration's dependent chain. Taken when the whole batch still runs at once.
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
@@ -41,10 +45,15 @@ constexpr int kPortableCluster = 8;
 // Clusters of 16 (non-portable, Hopper) put a small batch on every SM: 8 items of 256 rows fill
 // 128 SMs instead of 64, with half the rows per CTA on each iteration's dependent chain.
 constexpr int kMaxCluster = 16;
-// The resident solve has one CTA per SM (its slab fills the shared memory): more warps hide the
-// latency of its dependent exponentials, shuffles and cluster reads.
-constexpr int kResidentThreads = 512;
-constexpr int kResidentWarps = kResidentThreads / 32;
+// The resident solve has one CTA per SM (its slab fills the shared memory, or its registers the
+// register file): more warps hide the latency of its dependent exponentials, shuffles and cluster
+// stores. Float: 1024 threads of 64 registers (on the H200, B = 8, N = M = 256: 3.49 us per
+// iteration against 3.95 with 512; B = 64, N = M = 512: 56.2 against 60.5). Double needs more
+// registers per thread: 512.
+template <typename T>
+constexpr int kResidentThreads = sizeof(T) == sizeof(float) ? 1024 : 512;
+template <typename T>
+constexpr int kResidentWarps = kResidentThreads<T> / 32;
 constexpr int kProductColumns = 8;  // columns of v per plan-product launch slice
 
 // A running base-2 log-sum-exp: sum 2^(s - max).
@@ -289,25 +298,31 @@ __global__ void __launch_bounds__(kThreads) densePlanColumnsProductKernel(const 
 
 // How an item is laid out over a cluster in the resident solve.
 struct ResidentShape {
-  int cluster;     // K CTAs per item
-  int rowsPerCta;  // R
-  int colsPerCta;  // MC: the columns whose partials each CTA merges
+  int cluster;       // K CTAs per item
+  int rowsPerCta;    // R
+  int colsPerCta;    // MC: the columns each CTA owns
+  bool columnSlab;   // the CTA also keeps its MC columns (transposed, MC x n)
   size_t smemBytes;
 };
 
 template <typename T>
-ResidentShape residentShape(int64_t n, int64_t m, int cluster) {
+ResidentShape residentShape(int64_t n, int64_t m, int cluster, bool columnSlab) {
   ResidentShape s;
+  // Slices of whole 16-byte words, so that biases are broadcast in vector stores.
+  constexpr int64_t vec = 16 / sizeof(T);
   s.cluster = cluster;
-  s.rowsPerCta = int((n + cluster - 1) / cluster);
-  s.colsPerCta = int((m + cluster - 1) / cluster);
-  // slab R x m; column biases (m); row biases, f, log2 a (3 R); the partials every CTA pushes for
-  // this CTA's columns (max and sum, 2 K MC); g and log2 b of these columns (2 MC); every warp's
-  // largest change (K x warps); then the presence bytes of the R rows and MC columns.
-  const size_t values = size_t(s.rowsPerCta) * size_t(m) + size_t(m) + 3 * size_t(s.rowsPerCta) +
-                        2 * size_t(cluster) * size_t(s.colsPerCta) + 2 * size_t(s.colsPerCta) +
-                        size_t(cluster) * kResidentWarps;
-  s.smemBytes = values * sizeof(T) + size_t(s.rowsPerCta) + size_t(s.colsPerCta);
+  s.rowsPerCta = int(((n + cluster - 1) / cluster + vec - 1) / vec * vec);
+  s.colsPerCta = int(((m + cluster - 1) / cluster + vec - 1) / vec * vec);
+  s.columnSlab = columnSlab;
+  const size_t R = size_t(s.rowsPerCta), MC = size_t(s.colsPerCta), K = size_t(cluster);
+  // Both: every CTA's column biases (K MC), then the row biases: every CTA's (K R) with the column
+  // slab, this CTA's (R) without; slab R x m; f, log2 a (2 R); g, log2 b of the owned columns
+  // (2 MC); every warp's largest change (K x warps). Then the column slab MC x n, or the partials
+  // every CTA pushes for the owned columns (max and sum, 2 K MC). Then the presence bytes of the
+  // R rows and MC columns.
+  const size_t common = K * MC + R * size_t(m) + 2 * R + 2 * MC + K * kResidentWarps<T>;
+  const size_t values = common + (columnSlab ? K * R + MC * size_t(n) : R + 2 * K * MC);
+  s.smemBytes = values * sizeof(T) + R + MC;
   return s;
 }
 
@@ -362,10 +377,96 @@ __device__ __forceinline__ void warpMax(double (&v)[P]) {
     for (int p = 0; p < P; ++p) v[p] = fmax(v[p], __shfl_xor_sync(0xffffffffu, v[p], o));
 }
 
-// Each lane's acc[p] merged over the warp, as a base-2 log-sum-exp: the warp's maximum first, then
-// one sum of the lanes' rescaled sums (P rows' shuffles interleaved), instead of a merge per round.
+// One side's lines in a CTA of the resident solve: a slab of lines x len costs (row-major), the
+// other side's len biases it reads, and this side's potentials, weights, presence and biases.
+template <typename T>
+struct ResidentSide {
+  const T* slab;
+  int lines, len;
+  const T* otherBias;
+  T* potential;
+  const T* log2w;
+  const uint8_t* present;
+  T* bias;  // line l's bias at bias[l]
+  T epsDamping;
+};
+
+// This CTA's slice [slice, slice + count) of a bias array (count values of whole 16-byte words,
+// 16-byte aligned) copied to the same place in every other CTA of the cluster: vector stores, a
+// quarter of the distributed shared memory transactions of one store per value.
+template <typename T>
+__device__ __forceinline__ void broadcastSlice(T* slice, int count, int K, int rank, int tid) {
+  const int words = count * int(sizeof(T)) / 16;
+  const float4* from = reinterpret_cast<const float4*>(slice);
+  for (int e = tid; e < (K - 1) * words; e += kResidentThreads<T>) {
+    const int q = e / words, w = e - q * words;
+    *inCta(reinterpret_cast<float4*>(slice) + w, q < rank ? q : q + 1, K) = from[w];
+  }
+}
+
+// Scores of lines l0, l0 + warps, ... (P of them) at columns k0 + lane, k0 + lane + 32, ...
 template <typename T, int P>
-__device__ __forceinline__ void warpLog2SumExp(const Lse2<T> (&acc)[P], T (&out)[P]) {
+__device__ __forceinline__ void lineScores(const ResidentSide<T>& side, int l0, int k0, T scale2, int lane,
+                                           T (&s)[P][kRowUnroll]) {
+  T other[kRowUnroll];
+#pragma unroll
+  for (int u = 0; u < kRowUnroll; ++u) {
+    const int k = k0 + u * 32 + lane;
+    other[u] = k < side.len ? side.otherBias[k] : T(-INFINITY);
+  }
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    const T* c = side.slab + (l0 + p * kResidentWarps<T>) * side.len;
+#pragma unroll
+    for (int u = 0; u < kRowUnroll; ++u) {
+      const int k = k0 + u * 32 + lane;
+      s[p][u] = k < side.len ? score(other[u], c[k], scale2) : T(-INFINITY);
+    }
+  }
+}
+
+// Base-2 log-sum-exps of P lines of at most 32 kRowUnroll values: the scores stay in registers,
+// so the line's maximum t comes first and then sum_k 2^(s_k - t), one exponential per score and
+// no rescaling on the dependent chain.
+template <typename T, int P>
+__device__ __forceinline__ void shortLinesLog2SumExp(const ResidentSide<T>& side, int l0, T scale2, int lane,
+                                                     T (&log2Sum)[P]) {
+  T s[P][kRowUnroll], top[P], sum[P];
+  lineScores(side, l0, 0, scale2, lane, s);
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    top[p] = s[p][0];
+#pragma unroll
+    for (int u = 1; u < kRowUnroll; ++u) top[p] = fmax(top[p], s[p][u]);
+  }
+  warpMax(top);
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    sum[p] = 0;
+    if (top[p] > -INFINITY)
+#pragma unroll
+      for (int u = 0; u < kRowUnroll; ++u) sum[p] += exp2Of<T>(s[p][u] - top[p]);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+    for (int p = 0; p < P; ++p) sum[p] += __shfl_xor_sync(0xffffffffu, sum[p], o);
+#pragma unroll
+  for (int p = 0; p < P; ++p) log2Sum[p] = top[p] + log2Of<T>(sum[p]);  // -inf when every score is
+}
+
+// The same for longer lines: an online log-sum-exp per lane over steps of 32 kRowUnroll values,
+// then merged over the warp (the warp's maximum, then one sum of the lanes' rescaled sums).
+template <typename T, int P>
+__device__ __forceinline__ void longLinesLog2SumExp(const ResidentSide<T>& side, int l0, T scale2, int lane,
+                                                    T (&log2Sum)[P]) {
+  Lse2<T> acc[P];
+  for (int k0 = 0; k0 < side.len; k0 += 32 * kRowUnroll) {
+    T s[P][kRowUnroll];
+    lineScores(side, l0, k0, scale2, lane, s);
+#pragma unroll
+    for (int p = 0; p < P; ++p) acc[p].add(s[p]);
+  }
   T top[P], sum[P];
 #pragma unroll
   for (int p = 0; p < P; ++p) top[p] = acc[p].max;
@@ -377,64 +478,55 @@ __device__ __forceinline__ void warpLog2SumExp(const Lse2<T> (&acc)[P], T (&out)
 #pragma unroll
     for (int p = 0; p < P; ++p) sum[p] += __shfl_xor_sync(0xffffffffu, sum[p], o);
 #pragma unroll
-  for (int p = 0; p < P; ++p) out[p] = top[p] + log2Of<T>(sum[p]);  // -inf when every score is
+  for (int p = 0; p < P; ++p) log2Sum[p] = top[p] + log2Of<T>(sum[p]);
 }
 
-// One CTA's part of an item in the resident solve: its shared memory and its place in the cluster.
-template <typename T>
-struct ResidentCta {
-  int K, R, MC, rank, rows, cols, m;
-  T scale2;
-  T* slab;      // rows x m
-  T* colBias;   // all m columns, written by their owners
-  T* rowBias;
-  T* f;
-  T* log2a;
-  T* inboxMax;  // K x MC: each CTA's partial for this CTA's columns
-  T* inboxSum;
-  T* g;         // this CTA's columns
-  T* log2b;
-  T* slots;     // K x warps: every warp's largest change, per rank
-  const uint8_t* rowPresent;
-  const uint8_t* colPresent;
-
-  // Rows i0, i0 + warps, ... (P of them, all < rows) by one warp: P rows share each load of the
-  // column biases and their reductions interleave, P independent chains per lane.
-  template <int P>
-  __device__ __forceinline__ void updateRows(int i0, T epsDamping, int lane, T& change) const {
-    Lse2<T> acc[P];
-    for (int j0 = 0; j0 < m; j0 += 32 * kRowUnroll) {
-      T bias[kRowUnroll];
+// Lines l0, l0 + warps, ... (P of them, all < lines) by one warp, P lines sharing each load of the
+// other side's biases, their reductions interleaved (P independent chains per lane):
+//   p_l = -epsDamping ln 2 log2 sum_k 2^(otherBias_k - scale2 c_lk),  bias_l = scale2 p_l + log2 w_l.
+template <typename T, int P>
+__device__ __forceinline__ void updateLines(const ResidentSide<T>& side, int l0, T scale2, int lane, T& change) {
+  T log2Sum[P];
+  if (side.len <= 32 * kRowUnroll)
+    shortLinesLog2SumExp(side, l0, scale2, lane, log2Sum);
+  else
+    longLinesLog2SumExp(side, l0, scale2, lane, log2Sum);
 #pragma unroll
-      for (int u = 0; u < kRowUnroll; ++u) {
-        const int j = j0 + u * 32 + lane;
-        bias[u] = j < m ? colBias[j] : T(-INFINITY);
-      }
-#pragma unroll
-      for (int p = 0; p < P; ++p) {
-        const T* c = slab + (i0 + p * kResidentWarps) * m;
-        T s[kRowUnroll];
-#pragma unroll
-        for (int u = 0; u < kRowUnroll; ++u) {
-          const int j = j0 + u * 32 + lane;
-          s[u] = j < m ? score(bias[u], c[j], scale2) : T(-INFINITY);
-        }
-        acc[p].add(s);
-      }
-    }
-    T log2Sum[P];
-    warpLog2SumExp(acc, log2Sum);
-    if (lane != 0) return;
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      const int i = i0 + p * kResidentWarps;
-      const bool present = rowPresent[i];
-      const T fNew = present ? -epsDamping * T(kLn2) * log2Sum[p] : T(0);
-      change = fmax(change, fabs(fNew - f[i]));
-      f[i] = fNew;
-      rowBias[i] = present ? fma(fNew, scale2, log2a[i]) : T(-INFINITY);
+  for (int p = 0; p < P; ++p) {
+    const int l = l0 + p * kResidentWarps<T>;
+    const bool present = side.present[l];
+    const T next = present ? -side.epsDamping * T(kLn2) * log2Sum[p] : T(0);
+    const T bias = present ? fma(next, scale2, side.log2w[l]) : T(-INFINITY);
+    if (lane == 0) {
+      change = fmax(change, fabs(next - side.potential[l]));
+      side.potential[l] = next;
+      side.bias[l] = bias;
     }
   }
+}
+
+// Every line of a side, warp w taking lines w, w + warps, ... in pairs.
+template <typename T>
+__device__ __forceinline__ void updateSide(const ResidentSide<T>& side, T scale2, int warp, int lane, T& change) {
+  int l = warp;
+  for (; l + kResidentWarps<T> < side.lines; l += 2 * kResidentWarps<T>) updateLines<T, 2>(side, l, scale2, lane, change);
+  if (l < side.lines) updateLines<T, 1>(side, l, scale2, lane, change);
+}
+
+// The column pass of the rows-only layout: one CTA's partials pushed to the columns' owners, and
+// the owner's merges.
+template <typename T>
+struct ColumnMerge {
+  int K, MC, rank, rows, m;
+  T scale2;
+  const T* slab;  // rows x m
+  T* colBias;     // all m columns, written by their owners
+  const T* rowBias;
+  T* inboxMax;    // K x MC: each CTA's partial for this CTA's columns
+  T* inboxSum;
+  T* g;           // this CTA's columns
+  const T* log2b;
+  const uint8_t* colPresent;
 
   // Column j's partial over this CTA's rows, pushed to the inbox of the CTA that merges column j.
   // Two accumulators over alternate groups of rows halve the dependent chain.
@@ -459,7 +551,7 @@ struct ResidentCta {
   }
 
   // Column col0 + jj from the K partials in the inbox (the maximum, then independent rescaled
-  // terms); its bias is written into every CTA of the cluster.
+  // terms); its bias is written here, then broadcast with the slice.
   __device__ __forceinline__ void mergeColumn(int jj, int col0, T epsDamping, T& change) const {
     T top = -INFINITY;
 #pragma unroll
@@ -476,60 +568,74 @@ struct ResidentCta {
     const T bias = valid ? fma(gNew, scale2, log2b[jj]) : T(-INFINITY);
     change = fmax(change, fabs(gNew - g[jj]));
     g[jj] = gNew;
-    for (int q = 0; q < K; ++q) *inCta(colBias + col0 + jj, q, K) = bias;
+    colBias[col0 + jj] = bias;
   }
 };
 
-// Per iteration: the row pass (local), the column partials pushed to their owners' inboxes, a
-// cluster barrier, the owners' merges writing every column's bias into every CTA, a cluster
-// barrier. Two barriers rather than one: with one, every CTA would merge all m columns itself
-// from all K partials, K times the distributed shared memory traffic (2 K m values per CTA per
-// iteration instead of 3 m). Partials and biases travel as remote stores, so no CTA waits on a
-// remote load; the barriers' release/acquire orders them.
-template <typename T>
-__global__ void __launch_bounds__(kResidentThreads) denseResidentKernel(const DenseBatch<T> b, const DenseResidentSolve<T> r,
+// Per iteration, rows only: the row pass (local), the column partials pushed to their owners'
+// inboxes, a cluster barrier, the owners' merges writing every column's bias into every CTA, a
+// cluster barrier. Two barriers rather than one: with one, every CTA would merge all m columns
+// itself from all K partials, K times the distributed shared memory traffic. Rows and columns: the
+// row pass writing every row's bias into every CTA, a barrier, the column pass likewise, a barrier.
+// Partials and biases travel as remote stores, so no CTA waits on a remote load; the barriers'
+// release/acquire orders them.
+template <typename T, bool kColumnSlab>
+__global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const DenseBatch<T> b, const DenseResidentSolve<T> r,
                                                                 const ResidentShape shape) {
   extern __shared__ __align__(16) unsigned char smemRaw[];
-  ResidentCta<T> cta;
-  cta.K = shape.cluster, cta.R = shape.rowsPerCta, cta.MC = shape.colsPerCta;
-  const int K = cta.K, R = cta.R, MC = cta.MC;
+  const int K = shape.cluster, R = shape.rowsPerCta, MC = shape.colsPerCta;
   const int rank = int(clusterRank(K));
   const int64_t item = blockIdx.x / K, n = b.n;
   const int m = int(b.m);
   const int64_t row0 = int64_t(rank) * R, col0 = int64_t(rank) * MC;
   const int rows = int(max(int64_t(0), min(int64_t(R), n - row0)));
   const int cols = int(max(int64_t(0), min(int64_t(MC), int64_t(m) - col0)));
-  cta.rank = rank, cta.rows = rows, cta.cols = cols, cta.m = m, cta.scale2 = r.scale2;
-  cta.slab = reinterpret_cast<T*>(smemRaw);
-  cta.colBias = cta.slab + size_t(R) * size_t(m);
-  cta.rowBias = cta.colBias + m;
-  cta.f = cta.rowBias + R;
-  cta.log2a = cta.f + R;
-  cta.inboxMax = cta.log2a + R;
-  cta.inboxSum = cta.inboxMax + K * MC;
-  cta.g = cta.inboxSum + K * MC;
-  cta.log2b = cta.g + MC;
-  cta.slots = cta.log2b + MC;
-  uint8_t* rowPresent = reinterpret_cast<uint8_t*>(cta.slots + K * kResidentWarps);
+  const T scale2 = r.scale2;
+
+  // Shared memory as residentShape lays it out (the bias arrays first: 16-byte aligned slices).
+  T* colBias = reinterpret_cast<T*>(smemRaw);          // every CTA's columns, K MC
+  T* rowBias = colBias + K * MC;                        // kColumnSlab: every CTA's rows (K R), else R
+  T* slab = rowBias + (kColumnSlab ? K * R : R);        // R x m
+  T* f = slab + size_t(R) * size_t(m);
+  T* log2a = f + R;
+  T* g = log2a + R;  // the owned columns
+  T* log2b = g + MC;
+  T* slots = log2b + MC;  // K x warps: every warp's largest change, per rank
+  T* columnSlab = slots + K * kResidentWarps<T>;          // kColumnSlab: MC x n
+  T* inboxMax = columnSlab;                             // rows only: K x MC
+  T* inboxSum = inboxMax + K * MC;
+  uint8_t* rowPresent = reinterpret_cast<uint8_t*>(kColumnSlab ? columnSlab + size_t(MC) * size_t(n) : inboxSum + K * MC);
   uint8_t* colPresent = rowPresent + R;
-  cta.rowPresent = rowPresent, cta.colPresent = colPresent;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
   const T* source = b.cost + (item * n + row0) * m;
 #pragma unroll 4
-  for (int e = tid; e < rows * m; e += kResidentThreads) cta.slab[e] = source[e];
-  for (int j = tid; j < m; j += kResidentThreads) cta.colBias[j] = b.log2B[item * m + j];  // g = 0
-  for (int i = tid; i < rows; i += kResidentThreads) {
-    cta.log2a[i] = b.log2A[item * n + row0 + i];
-    rowPresent[i] = b.maskA[item * n + row0 + i];
-    cta.f[i] = 0;
+  for (int e = tid; e < rows * m; e += kResidentThreads<T>) slab[e] = source[e];
+  if (kColumnSlab) {
+    // Column jj of the owned ones as line jj: reads of cols consecutive values per row.
+    const T* columns = b.cost + item * n * m + col0;
+    for (int e = tid; e < int(n) * cols; e += kResidentThreads<T>) {
+      const int i = e / cols, jj = e - i * cols;
+      columnSlab[size_t(jj) * size_t(n) + i] = columns[int64_t(i) * m + jj];
+    }
   }
-  for (int jj = tid; jj < cols; jj += kResidentThreads) {
-    cta.g[jj] = 0;
-    cta.log2b[jj] = b.log2B[item * m + col0 + jj];
+  for (int j = tid; j < m; j += kResidentThreads<T>) colBias[j] = b.log2B[item * m + j];  // g = 0
+  for (int i = tid; i < rows; i += kResidentThreads<T>) {
+    log2a[i] = b.log2A[item * n + row0 + i];
+    rowPresent[i] = b.maskA[item * n + row0 + i];
+    f[i] = 0;
+  }
+  for (int jj = tid; jj < cols; jj += kResidentThreads<T>) {
+    g[jj] = 0;
+    log2b[jj] = b.log2B[item * m + col0 + jj];
     colPresent[jj] = b.maskB[item * m + col0 + jj];
   }
-  // Every CTA's shared memory is initialised before any CTA pushes into it.
+  const ResidentSide<T> rowSide{slab, rows, m, colBias, f, log2a, rowPresent, kColumnSlab ? rowBias + row0 : rowBias,
+                                r.epsDampingA};
+  const ResidentSide<T> colSide{columnSlab, cols, int(n), rowBias, g, log2b, colPresent, colBias + col0, r.epsDampingB};
+  const ColumnMerge<T> merge{K, MC, rank, rows, m, scale2, slab, colBias, rowBias, inboxMax, inboxSum, g, log2b,
+                             colPresent};
+  // Every CTA's shared memory is initialised before any CTA writes into it.
   clusterSync(K);
 
   int it = 0;
@@ -538,24 +644,30 @@ __global__ void __launch_bounds__(kResidentThreads) denseResidentKernel(const De
     ++it;
     const bool check = r.threshold > 0 && it % r.checkEvery == 0;
     T change = 0;
-    int i = warp;
-    for (; i + kResidentWarps < rows; i += 2 * kResidentWarps) cta.template updateRows<2>(i, r.epsDampingA, lane, change);
-    if (i < rows) cta.template updateRows<1>(i, r.epsDampingA, lane, change);
+    updateSide(rowSide, scale2, warp, lane, change);
     __syncthreads();
-    for (int j = tid; j < m; j += kResidentThreads) cta.pushColumnPartial(j);
-    clusterSync(K);  // every partial is in its owner's inbox
-    for (int jj = tid; jj < cols; jj += kResidentThreads) cta.mergeColumn(jj, int(col0), r.epsDampingB, change);
+    if (kColumnSlab) {
+      broadcastSlice(rowSide.bias, R, K, rank, tid);
+      clusterSync(K);  // every row bias is everywhere
+      updateSide(colSide, scale2, warp, lane, change);
+    } else {
+      for (int j = tid; j < m; j += kResidentThreads<T>) merge.pushColumnPartial(j);
+      clusterSync(K);  // every partial is in its owner's inbox
+      for (int jj = tid; jj < cols; jj += kResidentThreads<T>) merge.mergeColumn(jj, int(col0), r.epsDampingB, change);
+    }
+    __syncthreads();
+    broadcastSlice(colSide.bias, MC, K, rank, tid);
     if (check) {
       T top[1] = {change};
       warpMax(top);
       if (lane == 0)
-        for (int q = 0; q < K; ++q) *inCta(cta.slots + rank * kResidentWarps + warp, q, K) = top[0];
+        for (int q = 0; q < K; ++q) *inCta(slots + rank * kResidentWarps<T> + warp, q, K) = top[0];
     }
     clusterSync(K);  // the column biases (and the changes) are everywhere
     if (check) {
       // Every warp reduces the same slots: the whole cluster takes the same decision.
       T top[1] = {0};
-      for (int s = lane; s < K * kResidentWarps; s += 32) top[0] = fmax(top[0], cta.slots[s]);
+      for (int q = lane; q < K * kResidentWarps<T>; q += 32) top[0] = fmax(top[0], slots[q]);
       warpMax(top);
       if (double(top[0]) < r.threshold) {
         converged = true;
@@ -563,13 +675,13 @@ __global__ void __launch_bounds__(kResidentThreads) denseResidentKernel(const De
       }
     }
   }
-  for (int i = tid; i < rows; i += kResidentThreads) {
-    r.f[item * n + row0 + i] = cta.f[i];
-    r.biasA[item * n + row0 + i] = cta.rowBias[i];
+  for (int i = tid; i < rows; i += kResidentThreads<T>) {
+    r.f[item * n + row0 + i] = f[i];
+    r.biasA[item * n + row0 + i] = rowSide.bias[i];
   }
-  for (int jj = tid; jj < cols; jj += kResidentThreads) {
-    r.g[item * m + col0 + jj] = cta.g[jj];
-    r.biasB[item * m + col0 + jj] = cta.colBias[col0 + jj];
+  for (int jj = tid; jj < cols; jj += kResidentThreads<T>) {
+    r.g[item * m + col0 + jj] = g[jj];
+    r.biasB[item * m + col0 + jj] = colBias[col0 + jj];
   }
   if (rank == 0 && tid == 0) {
     r.iterations[item] = it;
@@ -635,11 +747,12 @@ void launchDensePlanProduct(const DenseBatch<T>& b, const T* biasA, const T* bia
 
 namespace {
 
+template <typename T>
 cudaLaunchConfig_t residentConfig(const ResidentShape& shape, int64_t items, cudaStream_t stream,
                                   cudaLaunchAttribute& attribute) {
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(static_cast<unsigned>(items * shape.cluster));
-  config.blockDim = dim3(kResidentThreads);
+  config.blockDim = dim3(kResidentThreads<T>);
   config.dynamicSmemBytes = shape.smemBytes;
   config.stream = stream;
   attribute.id = cudaLaunchAttributeClusterDimension;
@@ -651,17 +764,28 @@ cudaLaunchConfig_t residentConfig(const ResidentShape& shape, int64_t items, cud
   return config;
 }
 
+template <typename T>
+auto residentKernel(bool columnSlab) {
+  return columnSlab ? denseResidentKernel<T, true> : denseResidentKernel<T, false>;
+}
+
 // Clusters of this shape the device runs at once (0 if none), asked once per shape.
 template <typename T>
 int activeClusters(const ResidentShape& shape, DenseResidentState& state) {
-  if (shape.cluster == 1) return state.device.smCount;
-  const auto key = std::make_tuple(int(sizeof(T)), shape.cluster, shape.smemBytes);
+  if (shape.smemBytes > size_t(state.device.maxSharedPerBlock)) return 0;
+  const auto key = std::make_tuple(int(sizeof(T)), shape.cluster, shape.smemBytes, shape.columnSlab);
   const auto known = state.activeClusters.find(key);
   if (known != state.activeClusters.end()) return known->second;
   cudaLaunchAttribute attribute;
-  const cudaLaunchConfig_t config = residentConfig(shape, 1, nullptr, attribute);
-  int active = 0;
-  if (cudaOccupancyMaxActiveClusters(&active, denseResidentKernel<T>, &config) != cudaSuccess) {
+  const cudaLaunchConfig_t config = residentConfig<T>(shape, 1, nullptr, attribute);
+  const auto kernel = residentKernel<T>(shape.columnSlab);
+  int active = 0, perSm = 0;
+  if (shape.cluster == 1) {
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, kResidentThreads<T>, shape.smemBytes) != cudaSuccess)
+      perSm = 0;
+    active = perSm * state.device.smCount;
+    cudaGetLastError();
+  } else if (cudaOccupancyMaxActiveClusters(&active, kernel, &config) != cudaSuccess) {
     cudaGetLastError();
     active = 0;
   }
@@ -677,15 +801,18 @@ bool launchDenseResident(const DenseBatch<T>& b, const DenseResidentSolve<T>& so
   const DenseDevice& device = state.device;
   const int precision = sizeof(T) == sizeof(double) ? 1 : 0;
   if (state.largestCluster[precision] == 0) {
-    // Once per kernel: the largest dynamic shared memory (every shape fits under it) and, on
-    // Hopper, clusters of 16 where the device allows them.
-    auto kernel = denseResidentKernel<T>;
-    int largest = 1;
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, device.maxSharedPerBlock) != cudaSuccess) {
-      largest = -1;
-    } else if (device.computeMajor >= 9) {
-      largest = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess
-                    ? kMaxCluster : kPortableCluster;
+    // Once per precision, for both layouts' kernels: the largest dynamic shared memory (every shape
+    // fits under it) and, on Hopper, clusters of 16 where the device allows them.
+    int largest = device.computeMajor >= 9 ? kMaxCluster : 1;
+    for (const bool columnSlab : {false, true}) {
+      const auto kernel = residentKernel<T>(columnSlab);
+      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, device.maxSharedPerBlock) !=
+          cudaSuccess) {
+        largest = -1;
+      } else if (largest > 1 && cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) !=
+                                    cudaSuccess) {
+        largest = kPortableCluster;
+      }
     }
     cudaGetLastError();
     state.largestCluster[precision] = largest;
@@ -695,18 +822,23 @@ bool launchDenseResident(const DenseBatch<T>& b, const DenseResidentSolve<T>& so
   // The smallest portable cluster that holds an item; then larger ones while the batch leaves SMs
   // idle, every CTA keeps a few rows per warp, and the whole batch still runs at once (a second
   // wave would cost more than the larger cluster saves).
+  // Then the rows-and-columns layout, in clusters of at most 8, if the whole batch still runs at
+  // once with it: its broadcasts grow as K^2, and 8 items in clusters of 16 cannot each have an SM
+  // per CTA (a GPC has 16-18), so CTAs would share SMs (on the H200 at B = 8, N = M = 256, 3.56 us
+  // per iteration in clusters of 8 against 3.69 in clusters of 16, with 512 threads).
   int cluster = 1;
   const int fitting = std::min(largest, kPortableCluster);
-  while (cluster <= fitting && residentShape<T>(b.n, b.m, cluster).smemBytes > size_t(device.maxSharedPerBlock))
+  while (cluster <= fitting && residentShape<T>(b.n, b.m, cluster, false).smemBytes > size_t(device.maxSharedPerBlock))
     cluster *= 2;
-  if (cluster > fitting || activeClusters<T>(residentShape<T>(b.n, b.m, cluster), state) < 1) return false;
-  while (cluster < largest && b.batch * cluster < device.smCount && b.n >= int64_t(kResidentWarps) * cluster &&
-         activeClusters<T>(residentShape<T>(b.n, b.m, 2 * cluster), state) >= b.batch)
+  if (cluster > fitting || activeClusters<T>(residentShape<T>(b.n, b.m, cluster, false), state) < 1) return false;
+  while (cluster < largest && b.batch * cluster < device.smCount && b.n >= int64_t(kResidentWarps<T>) * cluster &&
+         activeClusters<T>(residentShape<T>(b.n, b.m, 2 * cluster, false), state) >= b.batch)
     cluster *= 2;
-  const ResidentShape shape = residentShape<T>(b.n, b.m, cluster);
+  const ResidentShape both = residentShape<T>(b.n, b.m, std::min(cluster, kPortableCluster), true);
+  const ResidentShape shape = activeClusters<T>(both, state) >= b.batch ? both : residentShape<T>(b.n, b.m, cluster, false);
   cudaLaunchAttribute attribute;
-  const cudaLaunchConfig_t config = residentConfig(shape, b.batch, static_cast<cudaStream_t>(stream), attribute);
-  cudaLaunchKernelEx(&config, denseResidentKernel<T>, b, solve, shape);
+  const cudaLaunchConfig_t config = residentConfig<T>(shape, b.batch, static_cast<cudaStream_t>(stream), attribute);
+  cudaLaunchKernelEx(&config, residentKernel<T>(shape.columnSlab), b, solve, shape);
   return true;
 }
 

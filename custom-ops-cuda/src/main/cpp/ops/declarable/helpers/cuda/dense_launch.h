@@ -51,7 +51,8 @@ struct DenseResidentState {
   // Per precision (float, double): 0 until the kernel's attributes are set, then its largest
   // cluster, or -1 where the kernel cannot take the device's shared memory.
   int largestCluster[2] = {0, 0};
-  std::map<std::tuple<int, int, size_t>, int> activeClusters;  // (sizeof(T), cluster, bytes) -> clusters
+  // (sizeof(T), cluster, bytes, column slab) -> clusters
+  std::map<std::tuple<int, int, size_t, bool>, int> activeClusters;
 };
 // The whole loop in one launch, each item held in the shared memory of a cluster of CTAs. Returns
 // false, launching nothing, when no cluster holds an item on this device.
