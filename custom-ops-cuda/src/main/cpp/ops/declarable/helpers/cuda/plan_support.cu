@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "plan_support_launch.h"
+#include "softmin_common.cuh"
 
 namespace sinkhorn {
 namespace helpers {
@@ -17,13 +18,6 @@ constexpr int kTile = 32;         // rows and columns of a tile, dimensions of a
 constexpr int kRowsPerThread = 4;  // a thread holds 4 rows of one column
 constexpr int kThreadRows = kTile / kRowsPerThread;
 constexpr unsigned kMaxColumnBlocks = 64;  // CTAs along the columns; each loops over its tiles
-
-template <typename T>
-__device__ __forceinline__ T expOf(T v);
-template <>
-__device__ __forceinline__ float expOf<float>(float v) { return expf(v); }
-template <>
-__device__ __forceinline__ double expOf<double>(double v) { return exp(v); }
 
 template <typename T>
 __global__ void __launch_bounds__(kTile * kThreadRows) planSupportKernel(const SoftminPass<T> p, const T* __restrict__ lse,
@@ -64,7 +58,7 @@ __global__ void __launch_bounds__(kTile * kThreadRows) planSupportKernel(const S
       const unsigned slot = atomicAdd(counts + i, 1u);
       if (rowStart) {
         col[rowStart[i] + slot] = static_cast<int32_t>(j);
-        weight[rowStart[i] + slot] = expOf(s);
+        weight[rowStart[i] + slot] = exp2Of<T>(s * T(kLog2e));
       }
     }
   }
