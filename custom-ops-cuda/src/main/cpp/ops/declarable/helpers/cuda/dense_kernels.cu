@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "dense_launch.h"
 #include "softmin_common.cuh"
@@ -89,6 +90,13 @@ struct Lse2 {
 
   __device__ __forceinline__ T log2() const { return max + log2Of<T>(sum); }
 };
+
+// A resident slab's copy of a cost: masked entries (the only ones that may be non-finite) become 0,
+// which their -inf biases then ignore.
+template <typename T>
+__device__ __forceinline__ T finiteOrZero(T c) {
+  return fabs(c) < T(INFINITY) ? c : T(0);
+}
 
 // The score 2^(bias - c s), -inf where the bias is (a masked or zero-weight entry: c is not used).
 template <typename T>
@@ -296,6 +304,13 @@ __global__ void __launch_bounds__(kThreads) densePlanColumnsProductKernel(const 
   }
 }
 
+// Values between consecutive lines of a resident slab of lines of len values: whole 16-byte words,
+// so that lanes read lines in vector loads.
+template <typename T>
+__host__ __device__ constexpr size_t residentStride(int64_t len) {
+  return size_t((len + 16 / int64_t(sizeof(T)) - 1) / (16 / int64_t(sizeof(T))) * (16 / int64_t(sizeof(T))));
+}
+
 // How an item is laid out over a cluster in the resident solve.
 struct ResidentShape {
   int cluster;       // K CTAs per item
@@ -316,12 +331,12 @@ ResidentShape residentShape(int64_t n, int64_t m, int cluster, bool columnSlab) 
   s.columnSlab = columnSlab;
   const size_t R = size_t(s.rowsPerCta), MC = size_t(s.colsPerCta), K = size_t(cluster);
   // Both: every CTA's column biases (K MC), then the row biases: every CTA's (K R) with the column
-  // slab, this CTA's (R) without; slab R x m; f, log2 a (2 R); g, log2 b of the owned columns
+  // slab, this CTA's (R) without; slab R x m (lines padded to whole 16-byte words); f, log2 a (2 R); g, log2 b of the owned columns
   // (2 MC); every warp's largest change (K x warps). Then the column slab MC x n, or the partials
   // every CTA pushes for the owned columns (max and sum, 2 K MC). Then the presence bytes of the
   // R rows and MC columns.
-  const size_t common = K * MC + R * size_t(m) + 2 * R + 2 * MC + K * kResidentWarps<T>;
-  const size_t values = common + (columnSlab ? K * R + MC * size_t(n) : R + 2 * K * MC);
+  const size_t common = K * MC + R * residentStride<T>(m) + 2 * R + 2 * MC + K * kResidentWarps<T>;
+  const size_t values = common + (columnSlab ? K * R + MC * residentStride<T>(n) : R + 2 * K * MC);
   s.smemBytes = values * sizeof(T) + R + MC;
   return s;
 }
@@ -381,8 +396,8 @@ __device__ __forceinline__ void warpMax(double (&v)[P]) {
 // other side's len biases it reads, and this side's potentials, weights, presence and biases.
 template <typename T>
 struct ResidentSide {
-  const T* slab;
-  int lines, len;
+  const T* slab;  // line l at slab + l stride
+  int lines, len, stride;
   const T* otherBias;
   T* potential;
   const T* log2w;
@@ -404,23 +419,46 @@ __device__ __forceinline__ void broadcastSlice(T* slice, int count, int K, int r
   }
 }
 
-// Scores of lines l0, l0 + warps, ... (P of them) at columns k0 + lane, k0 + lane + 32, ...
+// Scores of lines l0, l0 + warps, ... (P of them) at the kRowUnroll columns of this lane in the
+// step at k0: 16-byte words lane, lane + 32, ... of the step (vector loads, conflict-free). A word
+// that starts past the line scores -inf; the rest of a line's last word is padding whose costs are
+// 0 and whose other-side biases are -inf, so no per-value test. Costs are finite (non-finite
+// masked costs became 0 when the slab was loaded), hence no -inf test either.
 template <typename T, int P>
 __device__ __forceinline__ void lineScores(const ResidentSide<T>& side, int l0, int k0, T scale2, int lane,
                                            T (&s)[P][kRowUnroll]) {
-  T other[kRowUnroll];
+  constexpr int kWord = 16 / sizeof(T), kWords = kRowUnroll / kWord;
+  using Word = typename std::conditional<sizeof(T) == sizeof(float), float4, double2>::type;
+  union Values {
+    Word word;
+    T v[kWord];
+  };
+  Values other[kWords];
 #pragma unroll
-  for (int u = 0; u < kRowUnroll; ++u) {
-    const int k = k0 + u * 32 + lane;
-    other[u] = k < side.len ? side.otherBias[k] : T(-INFINITY);
+  for (int w = 0; w < kWords; ++w) {
+    const int k = k0 + (w * 32 + lane) * kWord;
+    if (k < side.len) {
+      other[w].word = *reinterpret_cast<const Word*>(side.otherBias + k);
+    } else {
+#pragma unroll
+      for (int e = 0; e < kWord; ++e) other[w].v[e] = T(-INFINITY);
+    }
   }
 #pragma unroll
   for (int p = 0; p < P; ++p) {
-    const T* c = side.slab + (l0 + p * kResidentWarps<T>) * side.len;
+    const T* line = side.slab + size_t(l0 + p * kResidentWarps<T>) * side.stride;
 #pragma unroll
-    for (int u = 0; u < kRowUnroll; ++u) {
-      const int k = k0 + u * 32 + lane;
-      s[p][u] = k < side.len ? score(other[u], c[k], scale2) : T(-INFINITY);
+    for (int w = 0; w < kWords; ++w) {
+      const int k = k0 + (w * 32 + lane) * kWord;
+      Values c;
+      if (k < side.len) {
+        c.word = *reinterpret_cast<const Word*>(line + k);
+      } else {
+#pragma unroll
+        for (int e = 0; e < kWord; ++e) c.v[e] = T(0);
+      }
+#pragma unroll
+      for (int e = 0; e < kWord; ++e) s[p][w * kWord + e] = fma(-c.v[e], scale2, other[w].v[e]);
     }
   }
 }
@@ -517,9 +555,9 @@ __device__ __forceinline__ void updateSide(const ResidentSide<T>& side, T scale2
 // the owner's merges.
 template <typename T>
 struct ColumnMerge {
-  int K, MC, rank, rows, m;
+  int K, MC, rank, rows, m, stride;
   T scale2;
-  const T* slab;  // rows x m
+  const T* slab;  // rows x m, lines stride apart
   T* colBias;     // all m columns, written by their owners
   const T* rowBias;
   T* inboxMax;    // K x MC: each CTA's partial for this CTA's columns
@@ -538,8 +576,8 @@ struct ColumnMerge {
 #pragma unroll
       for (int u = 0; u < kColumnUnroll; ++u) {
         const int i = i0 + u, i1 = i0 + kColumnUnroll + u;
-        s0[u] = i < rows ? score(rowBias[i], c[i * m], scale2) : T(-INFINITY);
-        s1[u] = i1 < rows ? score(rowBias[i1], c[i1 * m], scale2) : T(-INFINITY);
+        s0[u] = i < rows ? score(rowBias[i], c[i * stride], scale2) : T(-INFINITY);
+        s1[u] = i1 < rows ? score(rowBias[i1], c[i1 * stride], scale2) : T(-INFINITY);
       }
       even.add(s0);
       odd.add(s1);
@@ -595,31 +633,42 @@ __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const
   // Shared memory as residentShape lays it out (the bias arrays first: 16-byte aligned slices).
   T* colBias = reinterpret_cast<T*>(smemRaw);          // every CTA's columns, K MC
   T* rowBias = colBias + K * MC;                        // kColumnSlab: every CTA's rows (K R), else R
-  T* slab = rowBias + (kColumnSlab ? K * R : R);        // R x m
-  T* f = slab + size_t(R) * size_t(m);
+  const int rowStride = int(residentStride<T>(m)), colStride = int(residentStride<T>(n));
+  T* slab = rowBias + (kColumnSlab ? K * R : R);        // R x m, lines rowStride apart
+  T* f = slab + size_t(R) * size_t(rowStride);
   T* log2a = f + R;
   T* g = log2a + R;  // the owned columns
   T* log2b = g + MC;
   T* slots = log2b + MC;  // K x warps: every warp's largest change, per rank
-  T* columnSlab = slots + K * kResidentWarps<T>;          // kColumnSlab: MC x n
+  T* columnSlab = slots + K * kResidentWarps<T>;          // kColumnSlab: MC x n, lines colStride apart
   T* inboxMax = columnSlab;                             // rows only: K x MC
   T* inboxSum = inboxMax + K * MC;
-  uint8_t* rowPresent = reinterpret_cast<uint8_t*>(kColumnSlab ? columnSlab + size_t(MC) * size_t(n) : inboxSum + K * MC);
+  uint8_t* rowPresent =
+      reinterpret_cast<uint8_t*>(kColumnSlab ? columnSlab + size_t(MC) * size_t(colStride) : inboxSum + K * MC);
   uint8_t* colPresent = rowPresent + R;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
+  // Costs as lineScores reads them: masked (the only non-finite) costs and the lines' padding 0;
+  // the bias arrays' padding -inf.
   const T* source = b.cost + (item * n + row0) * m;
-#pragma unroll 4
-  for (int e = tid; e < rows * m; e += kResidentThreads<T>) slab[e] = source[e];
+  for (int e = tid; e < rows * rowStride; e += kResidentThreads<T>) {
+    const int i = e / rowStride, j = e - i * rowStride;
+    slab[e] = j < m ? finiteOrZero(source[int64_t(i) * m + j]) : T(0);
+  }
   if (kColumnSlab) {
     // Column jj of the owned ones as line jj: reads of cols consecutive values per row.
     const T* columns = b.cost + item * n * m + col0;
     for (int e = tid; e < int(n) * cols; e += kResidentThreads<T>) {
       const int i = e / cols, jj = e - i * cols;
-      columnSlab[size_t(jj) * size_t(n) + i] = columns[int64_t(i) * m + jj];
+      columnSlab[size_t(jj) * size_t(colStride) + i] = finiteOrZero(columns[int64_t(i) * m + jj]);
+    }
+    for (int e = tid; e < cols * (colStride - int(n)); e += kResidentThreads<T>) {
+      const int jj = e / (colStride - int(n)), i = int(n) + e - jj * (colStride - int(n));
+      columnSlab[size_t(jj) * size_t(colStride) + i] = T(0);
     }
   }
-  for (int j = tid; j < m; j += kResidentThreads<T>) colBias[j] = b.log2B[item * m + j];  // g = 0
+  for (int i = tid; i < (kColumnSlab ? K * R : R); i += kResidentThreads<T>) rowBias[i] = T(-INFINITY);
+  for (int j = tid; j < K * MC; j += kResidentThreads<T>) colBias[j] = j < m ? b.log2B[item * m + j] : T(-INFINITY);  // g = 0
   for (int i = tid; i < rows; i += kResidentThreads<T>) {
     log2a[i] = b.log2A[item * n + row0 + i];
     rowPresent[i] = b.maskA[item * n + row0 + i];
@@ -630,11 +679,13 @@ __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const
     log2b[jj] = b.log2B[item * m + col0 + jj];
     colPresent[jj] = b.maskB[item * m + col0 + jj];
   }
-  const ResidentSide<T> rowSide{slab, rows, m, colBias, f, log2a, rowPresent, kColumnSlab ? rowBias + row0 : rowBias,
-                                r.epsDampingA};
-  const ResidentSide<T> colSide{columnSlab, cols, int(n), rowBias, g, log2b, colPresent, colBias + col0, r.epsDampingB};
-  const ColumnMerge<T> merge{K, MC, rank, rows, m, scale2, slab, colBias, rowBias, inboxMax, inboxSum, g, log2b,
-                             colPresent};
+  const ResidentSide<T> rowSide{slab,       rows,      m,          rowStride,
+                                colBias,    f,         log2a,      rowPresent,
+                                kColumnSlab ? rowBias + row0 : rowBias, r.epsDampingA};
+  const ResidentSide<T> colSide{columnSlab, cols, int(n), colStride, rowBias, g, log2b, colPresent, colBias + col0,
+                                r.epsDampingB};
+  const ColumnMerge<T> merge{K,       MC,      rank,     rows,     m, rowStride, scale2, slab, colBias, rowBias,
+                             inboxMax, inboxSum, g,       log2b,    colPresent};
   // Every CTA's shared memory is initialised before any CTA writes into it.
   clusterSync(K);
 
