@@ -3,7 +3,7 @@
 //
 // Every reduction is a base-2 log-sum-exp with an online maximum, updated once per few scores (a
 // warp's lane holds kRowUnroll columns or kColumnUnroll rows at a time): one exponential per score
-// plus one per group.
+// plus one per group; a resident line of at most 32 kRowUnroll values takes its maximum first.
 //  - Row pass: a warp per row, lanes over consecutive columns (coalesced), a warp shuffle merge.
 //  - Column pass: a CTA per (item, 32 columns, range of rows): each lane owns a column and its warp
 //    streams rows, so that a warp reads 32 consecutive values of a row (coalesced, row-major C);
@@ -43,8 +43,9 @@ constexpr int kColumnUnroll = 4;    // rows per step of a column reduction
 constexpr int kChunk = 32;          // columns per CTA of a column pass
 constexpr int64_t kMinSplitRows = 64;
 constexpr int kPortableCluster = 8;
-// Clusters of 16 (non-portable, Hopper) put a small batch on every SM: 8 items of 256 rows fill
-// 128 SMs instead of 64, with half the rows per CTA on each iteration's dependent chain.
+// Clusters of 16 (non-portable, Hopper) put a small batch of large items on every SM in the rows-only
+// layout: 8 items fill 128 SMs instead of 64, with half the rows per CTA on each iteration's
+// dependent chain.
 constexpr int kMaxCluster = 16;
 // The resident solve has one CTA per SM (its slab fills the shared memory, or its registers the
 // register file): more warps hide the latency of its dependent exponentials, shuffles and cluster
