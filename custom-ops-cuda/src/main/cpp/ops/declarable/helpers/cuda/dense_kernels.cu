@@ -332,10 +332,10 @@ ResidentShape residentShape(int64_t n, int64_t m, int cluster, bool columnSlab) 
   s.columnSlab = columnSlab;
   const size_t R = size_t(s.rowsPerCta), MC = size_t(s.colsPerCta), K = size_t(cluster);
   // Both: every CTA's column biases (K MC), then the row biases: every CTA's (K R) with the column
-  // slab, this CTA's (R) without; slab R x m (lines padded to whole 16-byte words); f, log2 a (2 R); g, log2 b of the owned columns
-  // (2 MC); every warp's largest change (K x warps). Then the column slab MC x n, or the partials
-  // every CTA pushes for the owned columns (max and sum, 2 K MC). Then the presence bytes of the
-  // R rows and MC columns.
+  // slab, this CTA's (R) without; slab R x m (lines padded to whole 16-byte words); f, log2 a
+  // (2 R); g, log2 b of the owned columns (2 MC); every warp's largest change (K x warps). Then the
+  // column slab MC x n (padded likewise), or the partials every CTA pushes for the owned columns
+  // (max and sum, 2 K MC). Then the presence bytes of the R rows and MC columns.
   const size_t common = K * MC + R * residentStride<T>(m) + 2 * R + 2 * MC + K * kResidentWarps<T>;
   const size_t values = common + (columnSlab ? K * R + MC * residentStride<T>(n) : R + 2 * K * MC);
   s.smemBytes = values * sizeof(T) + R + MC;
@@ -559,7 +559,7 @@ struct ColumnMerge {
   int K, MC, rank, rows, m, stride;
   T scale2;
   const T* slab;  // rows x m, lines stride apart
-  T* colBias;     // all m columns, written by their owners
+  T* colBias;     // every CTA's columns (K MC), written by their owners
   const T* rowBias;
   T* inboxMax;    // K x MC: each CTA's partial for this CTA's columns
   T* inboxSum;
