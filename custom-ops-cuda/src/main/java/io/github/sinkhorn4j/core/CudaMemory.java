@@ -2,7 +2,6 @@ package io.github.sinkhorn4j.core;
 
 import static io.github.sinkhorn4j.core.NativeLibrary.CUDA_MEMORY;
 import static io.github.sinkhorn4j.core.NativeLibrary.offset;
-import static io.github.sinkhorn4j.core.Sinkhorn.rethrow;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import java.lang.foreign.Arena;
@@ -24,13 +23,7 @@ public final class CudaMemory {
     public static Usage usage() {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment out = arena.allocate(CUDA_MEMORY);
-            int status;
-            try {
-                status = (int) NativeLibrary.CUDA_MEMORY_USAGE.invokeExact(out);
-            } catch (Throwable t) {
-                throw rethrow(t);
-            }
-            NativeLibrary.check(status);
+            NativeLibrary.call(() -> (int) NativeLibrary.CUDA_MEMORY_USAGE.invokeExact(out));
             return new Usage(out.get(JAVA_LONG, offset(CUDA_MEMORY, "held")), out.get(JAVA_LONG, offset(CUDA_MEMORY, "peak")),
                     out.get(JAVA_LONG, offset(CUDA_MEMORY, "limit")));
         }
@@ -38,35 +31,17 @@ public final class CudaMemory {
 
     /** Starts a new high-water mark at the bytes held now. */
     public static void resetPeak() {
-        int status;
-        try {
-            status = (int) NativeLibrary.CUDA_RESET_PEAK_MEMORY.invokeExact();
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-        NativeLibrary.check(status);
+        NativeLibrary.call(() -> (int) NativeLibrary.CUDA_RESET_PEAK_MEMORY.invokeExact());
     }
 
     /** Caps the device memory the library may hold, in bytes; 0 removes the cap. */
     public static void setLimit(long bytes) {
         if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0 (0: no limit), got " + bytes);
-        int status;
-        try {
-            status = (int) NativeLibrary.CUDA_SET_MEMORY_LIMIT.invokeExact(bytes);
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-        NativeLibrary.check(status);
+        NativeLibrary.call(() -> (int) NativeLibrary.CUDA_SET_MEMORY_LIMIT.invokeExact(bytes));
     }
 
     /** Frees the cached device memory and streams that no running solve uses. */
     public static void releaseCached() {
-        int status;
-        try {
-            status = (int) NativeLibrary.CUDA_RELEASE_CACHED_MEMORY.invokeExact();
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-        NativeLibrary.check(status);
+        NativeLibrary.call(() -> (int) NativeLibrary.CUDA_RELEASE_CACHED_MEMORY.invokeExact());
     }
 }

@@ -5,7 +5,6 @@ import static io.github.sinkhorn4j.core.NativeLibrary.DENSE_OPTIONS;
 import static io.github.sinkhorn4j.core.NativeLibrary.DENSE_OUTPUTS;
 import static io.github.sinkhorn4j.core.NativeLibrary.offset;
 import static io.github.sinkhorn4j.core.Sinkhorn.requireRoom;
-import static io.github.sinkhorn4j.core.Sinkhorn.rethrow;
 import static io.github.sinkhorn4j.core.Sinkhorn.setAddress;
 import static io.github.sinkhorn4j.core.Sinkhorn.toDoubles;
 import static java.lang.foreign.ValueLayout.ADDRESS;
@@ -53,13 +52,8 @@ public final class DenseSinkhorn {
             setAddress(out, DENSE_OUTPUTS, "plan", io.output(outputs.plan));
             setAddress(out, DENSE_OUTPUTS, "grad_a", io.output(outputs.gradA));
             setAddress(out, DENSE_OUTPUTS, "grad_b", io.output(outputs.gradB));
-            int status;
-            try {
-                status = (int) NativeLibrary.DENSE_SINKHORN.invokeExact(options(arena, options), inputs(arena, io, problem), out);
-            } catch (Throwable t) {
-                throw rethrow(t);
-            }
-            NativeLibrary.check(status);
+            NativeLibrary.call(() -> (int) NativeLibrary.DENSE_SINKHORN.invokeExact(options(arena, options),
+                    inputs(arena, io, problem), out));
             io.copyBack();
             boolean[] conv = new boolean[batch];
             for (int k = 0; k < batch; k++) conv[k] = converged.getAtIndex(JAVA_INT, k) != 0;
@@ -114,14 +108,8 @@ public final class DenseSinkhorn {
         requireRoom("out", out, rows * k, bytes);
         try (Arena arena = Arena.ofConfined()) {
             Sinkhorn.Transfers io = new Sinkhorn.Transfers(arena);
-            int status;
-            try {
-                status = (int) NativeLibrary.DENSE_PLAN_PRODUCT.invokeExact(options(arena, options), inputs(arena, io, problem),
-                        io.input(f), io.input(g), transpose ? 1 : 0, k, io.input(v), io.output(out));
-            } catch (Throwable t) {
-                throw rethrow(t);
-            }
-            NativeLibrary.check(status);
+            NativeLibrary.call(() -> (int) NativeLibrary.DENSE_PLAN_PRODUCT.invokeExact(options(arena, options), inputs(arena, io, problem),
+                    io.input(f), io.input(g), transpose ? 1 : 0, k, io.input(v), io.output(out)));
             io.copyBack();
         }
     }

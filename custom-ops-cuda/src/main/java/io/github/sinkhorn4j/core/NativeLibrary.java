@@ -117,6 +117,23 @@ final class NativeLibrary {
         return layout.byteOffset(MemoryLayout.PathElement.groupElement(field));
     }
 
+    /** A call of a native entry point that returns the library's status. */
+    @FunctionalInterface
+    interface StatusCall {
+        int invoke() throws Throwable;
+    }
+
+    /** Makes the call; a failed call or a non-zero status becomes the exception check throws. */
+    static void call(StatusCall call) {
+        int status;
+        try {
+            status = call.invoke();
+        } catch (Throwable t) {
+            throw Sinkhorn.rethrow(t);
+        }
+        check(status);
+    }
+
     /** Throws the library's error for a non-zero status, with its message. */
     static void check(int status) {
         if (status == 0) return;

@@ -67,13 +67,7 @@ public final class Sinkhorn {
             setAddress(out, OUTPUTS, "grad_y", io.output(outputs.gradY));
             setAddress(out, OUTPUTS, "grad_a", io.output(outputs.gradA));
             setAddress(out, OUTPUTS, "grad_b", io.output(outputs.gradB));
-            int status;
-            try {
-                status = (int) NativeLibrary.DIVERGENCE.invokeExact(opts, in, out);
-            } catch (Throwable t) {
-                throw rethrow(t);
-            }
-            NativeLibrary.check(status);
+            NativeLibrary.call(() -> (int) NativeLibrary.DIVERGENCE.invokeExact(opts, in, out));
             io.copyBack();
             boolean[] conv = new boolean[batch];
             int[] its = iterations.toArray(JAVA_INT);
@@ -106,14 +100,8 @@ public final class Sinkhorn {
             Transfers io = new Transfers(arena);
             MemorySegment opts = options(arena, options);
             MemorySegment in = clouds(arena, io, clouds);
-            int status;
-            try {
-                status = (int) NativeLibrary.PLAN_PRODUCT.invokeExact(opts, in, io.input(f), io.input(g),
-                        transpose ? 1 : 0, k, io.input(v), io.output(out));
-            } catch (Throwable t) {
-                throw rethrow(t);
-            }
-            NativeLibrary.check(status);
+            NativeLibrary.call(() -> (int) NativeLibrary.PLAN_PRODUCT.invokeExact(opts, in, io.input(f), io.input(g),
+                    transpose ? 1 : 0, k, io.input(v), io.output(out)));
             io.copyBack();
         }
     }
@@ -190,15 +178,9 @@ public final class Sinkhorn {
             h.set(JAVA_LONG, offset(HVP_OPTIONS, "max_plan_entries"),
                     hvpOptions.maxPlanEntries() == null ? -1 : hvpOptions.maxPlanEntries());
             MemorySegment report = arena.allocate(HVP_REPORT);
-            int status;
-            try {
-                status = (int) NativeLibrary.HVP.invokeExact(opts, in, io.input(potentials.fBa()), io.input(potentials.gAb()),
-                        io.input(wrt == Wrt.X ? self : null), io.input(wrt == Wrt.Y ? self : null), h, io.input(v),
-                        io.output(out), report);
-            } catch (Throwable t) {
-                throw rethrow(t);
-            }
-            NativeLibrary.check(status);
+            NativeLibrary.call(() -> (int) NativeLibrary.HVP.invokeExact(opts, in, io.input(potentials.fBa()), io.input(potentials.gAb()),
+                    io.input(wrt == Wrt.X ? self : null), io.input(wrt == Wrt.Y ? self : null), h, io.input(v),
+                    io.output(out), report));
             io.copyBack();
             Device used = report.get(JAVA_INT, offset(HVP_REPORT, "device_used")) == 2 ? Device.CUDA : Device.CPU;
             return new HvpReport(report.get(JAVA_INT, offset(HVP_REPORT, "cg_iterations")),
