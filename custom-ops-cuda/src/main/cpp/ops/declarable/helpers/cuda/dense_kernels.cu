@@ -312,6 +312,25 @@ __host__ __device__ constexpr size_t residentStride(int64_t len) {
   return size_t((len + 16 / int64_t(sizeof(T)) - 1) / (16 / int64_t(sizeof(T))) * (16 / int64_t(sizeof(T))));
 }
 
+// The same for the transposed column slab, whose lines are written a 16-byte word per lane at the
+// same offset of consecutive lines: a stride of 16 bytes more than a multiple of 128 puts each
+// quarter warp's words on distinct banks.
+template <typename T>
+__host__ __device__ constexpr size_t transposedStride(int64_t len) {
+  constexpr size_t word = 16 / sizeof(T), bankRow = 128 / sizeof(T);
+  const size_t padded = residentStride<T>(len);
+  return padded + (word + bankRow - padded % bankRow) % bankRow;
+}
+
+// A 16-byte word of a resident slab, the unit of its vector loads and stores.
+template <typename T>
+union ResidentWord {
+  using Word = typename std::conditional<sizeof(T) == sizeof(float), float4, double2>::type;
+  static constexpr int kValues = 16 / sizeof(T);
+  Word word;
+  T v[kValues];
+};
+
 // How an item is laid out over a cluster in the resident solve.
 struct ResidentShape {
   int cluster;       // K CTAs per item
@@ -337,7 +356,7 @@ ResidentShape residentShape(int64_t n, int64_t m, int cluster, bool columnSlab) 
   // column slab MC x n (padded likewise), or the partials every CTA pushes for the owned columns
   // (max and sum, 2 K MC). Then the presence bytes of the R rows and MC columns.
   const size_t common = K * MC + R * residentStride<T>(m) + 2 * R + 2 * MC + K * kResidentWarps<T>;
-  const size_t values = common + (columnSlab ? K * R + MC * residentStride<T>(n) : R + 2 * K * MC);
+  const size_t values = common + (columnSlab ? K * R + MC * transposedStride<T>(n) : R + 2 * K * MC);
   s.smemBytes = values * sizeof(T) + R + MC;
   return s;
 }
@@ -405,19 +424,21 @@ struct ResidentSide {
   const uint8_t* present;
   T* bias;  // line l's bias at bias[l]
   T epsDamping;
+  T log2SumPerPotential;  // -1 / (epsDamping ln 2): a line's log2-sum-exp from its potential
 };
 
 // This CTA's slice [slice, slice + count) of a bias array (count values of whole 16-byte words,
-// 16-byte aligned) copied to the same place in every other CTA of the cluster: vector stores, a
-// quarter of the distributed shared memory transactions of one store per value.
+// 16-byte aligned) copied to the same place in every other CTA of the cluster: warp q < K - 1
+// sends it to the q-th other CTA in vector stores, a quarter of the distributed shared memory
+// transactions of one store per value, and no index arithmetic on the iteration's chain.
 template <typename T>
-__device__ __forceinline__ void broadcastSlice(T* slice, int count, int K, int rank, int tid) {
+__device__ __forceinline__ void broadcastSlice(T* slice, int count, int K, int rank, int warp, int lane) {
+  static_assert(kMaxCluster - 1 <= kResidentWarps<double>, "a warp per receiving CTA");
+  if (warp >= K - 1) return;
   const int words = count * int(sizeof(T)) / 16;
   const float4* from = reinterpret_cast<const float4*>(slice);
-  for (int e = tid; e < (K - 1) * words; e += kResidentThreads<T>) {
-    const int q = e / words, w = e - q * words;
-    *inCta(reinterpret_cast<float4*>(slice) + w, q < rank ? q : q + 1, K) = from[w];
-  }
+  float4* to = inCta(reinterpret_cast<float4*>(slice), warp < rank ? warp : warp + 1, K);
+  for (int w = lane; w < words; w += 32) to[w] = from[w];
 }
 
 // Scores of lines l0, l0 + warps, ... (P of them) at the kRowUnroll columns of this lane in the
@@ -428,18 +449,14 @@ __device__ __forceinline__ void broadcastSlice(T* slice, int count, int K, int r
 template <typename T, int P>
 __device__ __forceinline__ void lineScores(const ResidentSide<T>& side, int l0, int k0, T scale2, int lane,
                                            T (&s)[P][kRowUnroll]) {
-  constexpr int kWord = 16 / sizeof(T), kWords = kRowUnroll / kWord;
-  using Word = typename std::conditional<sizeof(T) == sizeof(float), float4, double2>::type;
-  union Values {
-    Word word;
-    T v[kWord];
-  };
+  constexpr int kWord = ResidentWord<T>::kValues, kWords = kRowUnroll / kWord;
+  using Values = ResidentWord<T>;
   Values other[kWords];
 #pragma unroll
   for (int w = 0; w < kWords; ++w) {
     const int k = k0 + (w * 32 + lane) * kWord;
     if (k < side.len) {
-      other[w].word = *reinterpret_cast<const Word*>(side.otherBias + k);
+      other[w].word = *reinterpret_cast<const typename Values::Word*>(side.otherBias + k);
     } else {
 #pragma unroll
       for (int e = 0; e < kWord; ++e) other[w].v[e] = T(-INFINITY);
@@ -453,7 +470,7 @@ __device__ __forceinline__ void lineScores(const ResidentSide<T>& side, int l0, 
       const int k = k0 + (w * 32 + lane) * kWord;
       Values c;
       if (k < side.len) {
-        c.word = *reinterpret_cast<const Word*>(line + k);
+        c.word = *reinterpret_cast<const typename Values::Word*>(line + k);
       } else {
 #pragma unroll
         for (int e = 0; e < kWord; ++e) c.v[e] = T(0);
@@ -520,16 +537,58 @@ __device__ __forceinline__ void longLinesLog2SumExp(const ResidentSide<T>& side,
   for (int p = 0; p < P; ++p) log2Sum[p] = top[p] + log2Of<T>(sum[p]);
 }
 
+// Base-2 log-sum-exps of P lines against a reference per line, the line's previous log2-sum-exp
+// (its previous potential over -epsDamping ln 2): sum_k 2^(s_k - ref) needs neither a maximum nor
+// rescaling while ref stays near the new value, which it does once the potentials settle. False
+// (the same for the whole warp: butterfly sums agree bit for bit) when a sum leaves [2^-40, 2^40],
+// outside which terms could overflow or be lost; the exact passes above are then taken instead.
+template <typename T, int P>
+__device__ __forceinline__ bool referencedLog2SumExp(const ResidentSide<T>& side, int l0, const T (&previous)[P],
+                                                     T scale2, int lane, T (&log2Sum)[P]) {
+  T reference[P], sum[P];
+#pragma unroll
+  for (int p = 0; p < P; ++p) reference[p] = previous[p] * side.log2SumPerPotential, sum[p] = 0;
+  for (int k0 = 0; k0 < side.len; k0 += 32 * kRowUnroll) {
+    T s[P][kRowUnroll];
+    lineScores(side, l0, k0, scale2, lane, s);
+#pragma unroll
+    for (int p = 0; p < P; ++p)
+#pragma unroll
+      for (int u = 0; u < kRowUnroll; ++u) sum[p] += exp2Of<T>(s[p][u] - reference[p]);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+    for (int p = 0; p < P; ++p) sum[p] += __shfl_xor_sync(0xffffffffu, sum[p], o);
+  bool inWindow = true;
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    inWindow = inWindow && sum[p] >= T(0x1p-40) && sum[p] <= T(0x1p40);
+    log2Sum[p] = reference[p] + log2Of<T>(sum[p]);
+  }
+  return inWindow;
+}
+
 // Lines l0, l0 + warps, ... (P of them, all < lines) by one warp, P lines sharing each load of the
 // other side's biases, their reductions interleaved (P independent chains per lane):
 //   p_l = -epsDamping ln 2 log2 sum_k 2^(otherBias_k - scale2 c_lk),  bias_l = scale2 p_l + log2 w_l.
 template <typename T, int P>
 __device__ __forceinline__ void updateLines(const ResidentSide<T>& side, int l0, T scale2, int lane, T& change) {
-  T log2Sum[P];
-  if (side.len <= 32 * kRowUnroll)
-    shortLinesLog2SumExp(side, l0, scale2, lane, log2Sum);
-  else
-    longLinesLog2SumExp(side, l0, scale2, lane, log2Sum);
+  T previous[P], log2Sum[P];
+#pragma unroll
+  for (int p = 0; p < P; ++p) previous[p] = side.potential[l0 + p * kResidentWarps<T>];
+  if (!referencedLog2SumExp(side, l0, previous, scale2, lane, log2Sum)) {
+    // One line at a time: the fallback's registers stay few beside the fast path's.
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      T exact[1];
+      if (side.len <= 32 * kRowUnroll)
+        shortLinesLog2SumExp(side, l0 + p * kResidentWarps<T>, scale2, lane, exact);
+      else
+        longLinesLog2SumExp(side, l0 + p * kResidentWarps<T>, scale2, lane, exact);
+      log2Sum[p] = exact[0];
+    }
+  }
 #pragma unroll
   for (int p = 0; p < P; ++p) {
     const int l = l0 + p * kResidentWarps<T>;
@@ -537,7 +596,7 @@ __device__ __forceinline__ void updateLines(const ResidentSide<T>& side, int l0,
     const T next = present ? -side.epsDamping * T(kLn2) * log2Sum[p] : T(0);
     const T bias = present ? fma(next, scale2, side.log2w[l]) : T(-INFINITY);
     if (lane == 0) {
-      change = fmax(change, fabs(next - side.potential[l]));
+      change = fmax(change, fabs(next - previous[p]));
       side.potential[l] = next;
       side.bias[l] = bias;
     }
@@ -634,7 +693,7 @@ __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const
   // Shared memory as residentShape lays it out (the bias arrays first: 16-byte aligned slices).
   T* colBias = reinterpret_cast<T*>(smemRaw);          // every CTA's columns, K MC
   T* rowBias = colBias + K * MC;                        // kColumnSlab: every CTA's rows (K R), else R
-  const int rowStride = int(residentStride<T>(m)), colStride = int(residentStride<T>(n));
+  const int rowStride = int(residentStride<T>(m)), colStride = int(transposedStride<T>(n));
   T* slab = rowBias + (kColumnSlab ? K * R : R);        // R x m, lines rowStride apart
   T* f = slab + size_t(R) * size_t(rowStride);
   T* log2a = f + R;
@@ -650,22 +709,27 @@ __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
   // Costs as lineScores reads them: masked (the only non-finite) costs and the lines' padding 0;
-  // the bias arrays' padding -inf.
+  // the bias arrays' padding -inf. A warp per line, every load of a lane's share in flight at once.
   const T* source = b.cost + (item * n + row0) * m;
-  for (int e = tid; e < rows * rowStride; e += kResidentThreads<T>) {
-    const int i = e / rowStride, j = e - i * rowStride;
-    slab[e] = j < m ? finiteOrZero(source[int64_t(i) * m + j]) : T(0);
+  for (int i = warp; i < rows; i += kResidentWarps<T>) {
+#pragma unroll 4
+    for (int j = lane; j < rowStride; j += 32) slab[i * rowStride + j] = j < m ? finiteOrZero(source[int64_t(i) * m + j]) : T(0);
   }
   if (kColumnSlab) {
-    // Column jj of the owned ones as line jj: reads of cols consecutive values per row.
+    // The owned columns transposed: lane jj gathers the rows of one 16-byte word of its column
+    // (each a coalesced warp load of a row) and stores the word into line jj; lines
+    // transposedStride apart put the 8 lanes of a quarter warp on distinct banks. Rows past n fill
+    // the last word with 0.
+    using Values = ResidentWord<T>;
+    constexpr int kWord = Values::kValues;
     const T* columns = b.cost + item * n * m + col0;
-    for (int e = tid; e < int(n) * cols; e += kResidentThreads<T>) {
-      const int i = e / cols, jj = e - i * cols;
-      columnSlab[size_t(jj) * size_t(colStride) + i] = finiteOrZero(columns[int64_t(i) * m + jj]);
-    }
-    for (int e = tid; e < cols * (colStride - int(n)); e += kResidentThreads<T>) {
-      const int jj = e / (colStride - int(n)), i = int(n) + e - jj * (colStride - int(n));
-      columnSlab[size_t(jj) * size_t(colStride) + i] = T(0);
+    for (int i0 = kWord * warp; i0 < int(n); i0 += kWord * kResidentWarps<T>) {
+      for (int jj = lane; jj < cols; jj += 32) {
+        Values v;
+#pragma unroll
+        for (int e = 0; e < kWord; ++e) v.v[e] = i0 + e < int(n) ? finiteOrZero(columns[int64_t(i0 + e) * m + jj]) : T(0);
+        reinterpret_cast<typename Values::Word*>(columnSlab + size_t(jj) * size_t(colStride) + i0)[0] = v.word;
+      }
     }
   }
   for (int i = tid; i < (kColumnSlab ? K * R : R); i += kResidentThreads<T>) rowBias[i] = T(-INFINITY);
@@ -682,24 +746,26 @@ __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const
   }
   const ResidentSide<T> rowSide{slab,       rows,      m,          rowStride,
                                 colBias,    f,         log2a,      rowPresent,
-                                kColumnSlab ? rowBias + row0 : rowBias, r.epsDampingA};
+                                kColumnSlab ? rowBias + row0 : rowBias, r.epsDampingA,
+                                T(-1) / (r.epsDampingA * T(kLn2))};
   const ResidentSide<T> colSide{columnSlab, cols, int(n), colStride, rowBias, g, log2b, colPresent, colBias + col0,
-                                r.epsDampingB};
+                                r.epsDampingB, T(-1) / (r.epsDampingB * T(kLn2))};
   const ColumnMerge<T> merge{K,       MC,      rank,     rows,     m, rowStride, scale2, slab, colBias, rowBias,
                              inboxMax, inboxSum, g,       log2b,    colPresent};
   // Every CTA's shared memory is initialised before any CTA writes into it.
   clusterSync(K);
 
-  int it = 0;
+  int it = 0, untilCheck = r.checkEvery;
   bool converged = false;
   while (it < r.maxIters) {
     ++it;
-    const bool check = r.threshold > 0 && it % r.checkEvery == 0;
+    const bool check = r.threshold > 0 && --untilCheck == 0;
+    if (check) untilCheck = r.checkEvery;
     T change = 0;
     updateSide(rowSide, scale2, warp, lane, change);
     __syncthreads();
     if (kColumnSlab) {
-      broadcastSlice(rowSide.bias, R, K, rank, tid);
+      broadcastSlice(rowSide.bias, R, K, rank, warp, lane);
       clusterSync(K);  // every row bias is everywhere
       updateSide(colSide, scale2, warp, lane, change);
     } else {
@@ -708,7 +774,7 @@ __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const
       for (int jj = tid; jj < cols; jj += kResidentThreads<T>) merge.mergeColumn(jj, int(col0), r.epsDampingB, change);
     }
     __syncthreads();
-    broadcastSlice(colSide.bias, MC, K, rank, tid);
+    broadcastSlice(colSide.bias, MC, K, rank, warp, lane);
     if (check) {
       T top[1] = {change};
       warpMax(top);
