@@ -47,6 +47,7 @@ struct Case {
   int32_t maxIters;
   double threshold;
   int32_t checkEvery = 10;  // 1: both parities of the resident solve's change slots at every check
+  double costScale = 1;     // C uniform in [0, costScale)
 };
 
 // A random batch as DenseReference.random of the Java tests: C uniform in [0, 1) (NaN where masked),
@@ -67,7 +68,7 @@ struct HostBatch {
       for (int64_t i = 0; i < c.n; ++i)
         for (int64_t j = 0; j < c.m; ++j)
           cost[(k * c.n + i) * c.m + j] =
-              p.maskA[k * c.n + i] && p.maskB[k * c.m + j] ? T(u(rng)) : std::numeric_limits<T>::quiet_NaN();
+              p.maskA[k * c.n + i] && p.maskB[k * c.m + j] ? T(c.costScale * u(rng)) : std::numeric_limits<T>::quiet_NaN();
     p.cost = cost.data();
   }
 
@@ -219,6 +220,8 @@ void checkAll() {
       {3, 40, 1000, kInf, kInf, false, 5000, 1e-5}, {1, 1, 1, kInf, kInf, false, 100, 0},
       // clusters of 4 whose column slabs would not fit: the rows-only layout
       {40, 384, 384, kInf, 2.0, true, 30, 0},
+      // costs spread wide (30 x scale2 in log2 units): potentials that move far between iterations
+      {8, 256, 256, kInf, kInf, true, 100, 0, 10, 30},  {4, 256, 300, 0.5, 2.0, true, 5000, 1e-5, 10, 30},
   };
   for (const Case& c : floats) runCase<float>(be, c, rng);
   const Case doubles[] = {
@@ -228,6 +231,7 @@ void checkAll() {
       {8, 256, 256, kInf, kInf, true, 5000, 1e-11, 1},
       // clusters of 8 whose column slabs do not all fit at once: the rows-only layout
       {24, 256, 300, 0.5, kInf, true, 5000, 1e-11},
+      {3, 100, 130, kInf, 2.0, true, 5000, 1e-11, 10, 30},
   };
   for (const Case& c : doubles) runCase<double>(be, c, rng);
 }

@@ -589,6 +589,7 @@ __device__ __forceinline__ void updateLines(const ResidentSide<T>& side, int l0,
       log2Sum[p] = exact[0];
     }
   }
+  __syncwarp();  // every lane has read the previous potentials that lane 0 now overwrites
 #pragma unroll
   for (int p = 0; p < P; ++p) {
     const int l = l0 + p * kResidentWarps<T>;
