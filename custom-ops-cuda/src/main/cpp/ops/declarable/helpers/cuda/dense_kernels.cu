@@ -3,7 +3,9 @@
 //
 // Every reduction is a base-2 log-sum-exp with an online maximum, updated once per few scores (a
 // warp's lane holds kRowUnroll columns or kColumnUnroll rows at a time): one exponential per score
-// plus one per group; a resident line of at most 32 kRowUnroll values takes its maximum first.
+// plus one per group. A resident line is summed against its previous log-sum-exp instead (no
+// maximum), with the exact reduction (maximum first for lines of at most 32 kRowUnroll values)
+// where that sum leaves its window.
 //  - Row pass: a warp per row, lanes over consecutive columns (coalesced), a warp shuffle merge.
 //  - Column pass: a CTA per (item, 32 columns, range of rows): each lane owns a column and its warp
 //    streams rows, so that a warp reads 32 consecutive values of a row (coalesced, row-major C);
