@@ -94,6 +94,16 @@ struct Lse2 {
   __device__ __forceinline__ T log2() const { return max + log2Of<T>(sum); }
 };
 
+// Each v[p] becomes its sum over the warp, bit-identical on every lane (a butterfly: every lane adds
+// the same pairs in the same order).
+template <typename T, int P>
+__device__ __forceinline__ void warpSum(T (&v)[P]) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+    for (int p = 0; p < P; ++p) v[p] += __shfl_xor_sync(0xffffffffu, v[p], o);
+}
+
 // A resident slab's copy of a cost: masked entries (the only ones that may be non-finite) become 0,
 // which their -inf biases then ignore.
 template <typename T>
@@ -178,7 +188,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) denseColumnKernel(const DenseBatch<T> b, const DenseLsePass<T> p,
                                                               const DenseColumnLayout layout, T* partials,
                                                               unsigned* counters) {
-  __shared__ T warpMax[kWarps][32], warpSum[kWarps][32];
+  __shared__ T warpsMax[kWarps][32], warpsSum[kWarps][32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t split = blockIdx.x % layout.splits, task = blockIdx.x / layout.splits;
   const int64_t chunk = task % layout.chunks, item = task / layout.chunks;
@@ -195,12 +205,12 @@ __global__ void __launch_bounds__(kThreads) denseColumnKernel(const DenseBatch<T
   // Lanes past the last column read column m - 1 again (in bounds) and drop the result.
   const T* c = b.cost + item * b.n * b.m + (inRange ? j : b.m - 1);
   accumulateColumn(acc, c, b.m, p.otherBias + item * b.n, begin + warp, end, int64_t(kWarps), p.scale2);
-  warpMax[warp][lane] = acc.max;
-  warpSum[warp][lane] = acc.sum;
+  warpsMax[warp][lane] = acc.max;
+  warpsSum[warp][lane] = acc.sum;
   __syncthreads();
   if (warp != 0) return;
 #pragma unroll
-  for (int w = 1; w < kWarps; ++w) acc.merge(warpMax[w][lane], warpSum[w][lane]);
+  for (int w = 1; w < kWarps; ++w) acc.merge(warpsMax[w][lane], warpsSum[w][lane]);
   if (layout.splits > 1) {
     const int64_t slots = b.batch * layout.splits * b.m;
     T* partialMax = partials;
@@ -264,11 +274,10 @@ __global__ void __launch_bounds__(kThreads) densePlanRowsProductKernel(const Den
       for (int t = 0; t < kProductColumns; ++t)
         if (t < width) acc[t] = fma(pij, vj[t], acc[t]);
     }
+    warpSum(acc);
 #pragma unroll
-    for (int t = 0; t < kProductColumns; ++t) {
-      for (int o = 16; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+    for (int t = 0; t < kProductColumns; ++t)
       if (lane == 0 && t < width) out[r * k + kBegin + t] = acc[t];
-    }
   }
 }
 
@@ -505,10 +514,7 @@ __device__ __forceinline__ void shortLinesLog2SumExp(const ResidentSide<T>& side
 #pragma unroll
       for (int u = 0; u < kRowUnroll; ++u) sum[p] += exp2Of<T>(s[p][u] - top[p]);
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1)
-#pragma unroll
-    for (int p = 0; p < P; ++p) sum[p] += __shfl_xor_sync(0xffffffffu, sum[p], o);
+  warpSum(sum);
 #pragma unroll
   for (int p = 0; p < P; ++p) log2Sum[p] = top[p] + log2Of<T>(sum[p]);  // -inf when every score is
 }
@@ -531,10 +537,7 @@ __device__ __forceinline__ void longLinesLog2SumExp(const ResidentSide<T>& side,
   warpMax(top);
 #pragma unroll
   for (int p = 0; p < P; ++p) sum[p] = top[p] == -INFINITY ? T(0) : acc[p].sum * exp2Of<T>(acc[p].max - top[p]);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1)
-#pragma unroll
-    for (int p = 0; p < P; ++p) sum[p] += __shfl_xor_sync(0xffffffffu, sum[p], o);
+  warpSum(sum);
 #pragma unroll
   for (int p = 0; p < P; ++p) log2Sum[p] = top[p] + log2Of<T>(sum[p]);
 }
@@ -558,10 +561,7 @@ __device__ __forceinline__ bool referencedLog2SumExp(const ResidentSide<T>& side
 #pragma unroll
       for (int u = 0; u < kRowUnroll; ++u) sum[p] += exp2Of<T>(s[p][u] - reference[p]);
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1)
-#pragma unroll
-    for (int p = 0; p < P; ++p) sum[p] += __shfl_xor_sync(0xffffffffu, sum[p], o);
+  warpSum(sum);
   bool inWindow = true;
 #pragma unroll
   for (int p = 0; p < P; ++p) {
