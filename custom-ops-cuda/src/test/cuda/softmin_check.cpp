@@ -384,6 +384,28 @@ void checkAll() {
     be.release(db);
     be.release(doff);
   }
+  // Uploads below the staging threshold, of one staged round in several slices, and of several
+  // rounds (more than the 64 MiB of staging), at odd sizes and offsets, read back bit for bit;
+  // consecutive uploads reuse the staging memory while earlier DMAs may still be reading it.
+  {
+    CudaBackend be(true, SK_CUDA_GRAPHS_OFF);
+    for (const size_t bytes : {size_t(1000), (size_t(3) << 20) + 5, (size_t(150) << 20) + 3}) {
+      std::vector<unsigned char> first(bytes), second(bytes), back(bytes);
+      for (size_t i = 0; i < bytes; ++i) first[i] = static_cast<unsigned char>(rng()), second[i] = static_cast<unsigned char>(i * 7 + 1);
+      unsigned char* one = static_cast<unsigned char*>(be.allocate(bytes + 1));
+      unsigned char* other = static_cast<unsigned char*>(be.allocate(bytes));
+      be.upload(one + 1, first.data(), bytes);
+      be.upload(other, second.data(), bytes);
+      be.download(back.data(), one + 1, bytes);
+      bool ok = back == first;
+      be.download(back.data(), other, bytes);
+      ok = ok && back == second;
+      if (!ok) ++failures;
+      std::printf("%-4s upload of %zu bytes\n", ok ? "ok" : "FAIL", bytes);
+      be.release(one);
+      be.release(other);
+    }
+  }
 }
 
 // Sinkhorn-like timing: alternating f <- softmin(g), g <- softmin(f) (count 1 per call), and the
