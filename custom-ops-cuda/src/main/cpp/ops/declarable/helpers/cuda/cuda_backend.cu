@@ -55,8 +55,8 @@ void check(cudaError_t err, const char* what) {
 
 constexpr size_t kAllocGranularity = 512;        // cached blocks are reused at equal rounded size
 constexpr size_t kMaxPreparedClouds = 8;         // tensor-core copies of clouds kept between calls
-// Uploads of at least this many bytes travel through pinned staging memory (at most kMaxStaging
-// bytes a round), copied into it by up to kUploadThreads host threads, each of which issues the
+// Uploads of at least this many bytes travel through pinned staging memory (a ring of at most
+// kMaxStaging bytes, an upload's rounds at most that long), copied into it by up to kUploadThreads host threads, each of which issues the
 // DMA of its slice as soon as the slice is in. A pageable cudaMemcpy stages through the driver's
 // buffers from one thread: on the H200 machine 25.6 MB took 2.5-3.7 ms that way, 0.47 ms from
 // pinned memory, and an 8-thread host copy 0.5-0.8 ms.
@@ -64,6 +64,7 @@ constexpr size_t kStagedUploadBytes = size_t(1) << 20;
 constexpr size_t kMaxStaging = size_t(64) << 20;
 constexpr size_t kMinUploadSlice = size_t(1) << 20;
 constexpr int kUploadThreads = 8;
+constexpr size_t kStagingAlignment = 256;  // where consecutive uploads start in the staging ring
 
 // Device memory the library holds (live and cached blocks of every backend state), its high-water
 // mark, and the optional cap set by the user.
@@ -134,9 +135,12 @@ struct BackendState {
   bool releasedWhileCapturing = false;
   bool graphsFailed = false;  // a recording failed: direct launches for the rest of the backend's life
 
-  // Pinned staging memory of large uploads, and the event after the last DMA that reads it.
+  // Pinned staging memory of large uploads, used as a ring: consecutive uploads take the bytes
+  // from stagingTail on, so that one need not wait for the previous one's DMA; the event follows
+  // the last DMA issued, which reads the ring's last bytes.
   void* staging = nullptr;
   size_t stagingBytes = 0;
+  size_t stagingTail = 0;
   cudaEvent_t stagingRead = nullptr;
 
   ~BackendState() {
@@ -217,10 +221,10 @@ struct BackendState {
     cudaGetLastError();
   }
 
-  // Staging memory of min(bytes, kMaxStaging) bytes or more; false (pageable uploads then) if pinned
-  // memory cannot be had.
+  // Staging memory of min(2 bytes, kMaxStaging) bytes or more (an upload of this size and the next
+  // of the same size in turn); false (pageable uploads then) if pinned memory cannot be had.
   bool reserveStaging(size_t bytes) noexcept {
-    const size_t wanted = std::min(bytes, kMaxStaging);
+    const size_t wanted = std::min(2 * (bytes + kStagingAlignment), kMaxStaging);
     if (stagingBytes >= wanted) return true;
     if (!stagingRead && cudaEventCreateWithFlags(&stagingRead, cudaEventDisableTiming) != cudaSuccess) {
       stagingRead = nullptr;
@@ -230,7 +234,7 @@ struct BackendState {
     if (staging) {
       cudaEventSynchronize(stagingRead);
       cudaFreeHost(staging);
-      staging = nullptr, stagingBytes = 0;
+      staging = nullptr, stagingBytes = 0, stagingTail = 0;
     }
     if (cudaHostAlloc(&staging, wanted, cudaHostAllocDefault) != cudaSuccess) {
       staging = nullptr;
@@ -429,10 +433,14 @@ void CudaBackend::upload(void* dst, const void* hostSrc, size_t bytes) {
   }
   char* to = static_cast<char*>(dst);
   const char* from = static_cast<const char*>(hostSrc);
-  char* staging = static_cast<char*>(s.staging);
   for (size_t done = 0; done < bytes; done += s.stagingBytes) {
     const size_t round = std::min(s.stagingBytes, bytes - done);
-    cuda::check(cudaEventSynchronize(s.stagingRead), "upload (staging memory)");
+    if (s.stagingTail + round > s.stagingBytes) {
+      // Wrapping around: every DMA issued so far must have read its bytes.
+      cuda::check(cudaEventSynchronize(s.stagingRead), "upload (staging memory)");
+      s.stagingTail = 0;
+    }
+    char* staging = static_cast<char*>(s.staging) + s.stagingTail;
     const int slices = static_cast<int>(std::max<size_t>(
         1, std::min<size_t>({round / cuda::kMinUploadSlice, size_t(cuda::kUploadThreads), size_t(cpuThreadCount())})));
     std::atomic<int> firstError{int(cudaSuccess)};
@@ -446,6 +454,7 @@ void CudaBackend::upload(void* dst, const void* hostSrc, size_t bytes) {
     });
     cuda::check(static_cast<cudaError_t>(firstError.load()), "upload (host to device copy)");
     cuda::check(cudaEventRecord(s.stagingRead, s.stream), "upload (staging memory)");
+    s.stagingTail += (round + cuda::kStagingAlignment - 1) / cuda::kStagingAlignment * cuda::kStagingAlignment;
   }
 }
 
