@@ -44,10 +44,12 @@ public record Clouds(DType dtype, long batch, long[] xOffsets, long[] yOffsets, 
                 yOffsets[yOffsets.length - 1], d, x, y, a, b);
     }
 
-    /** Checks the values: finite coordinates, finite non-negative weights with positive mass per problem. */
+    /**
+     * Checks the weights: finite and non-negative, with positive mass per problem. The coordinates are
+     * checked by the library (finite), on the backend that solves, in the pass that measures them: a
+     * check here would read both clouds once more on the host (~2 ms at n = m = 50000, d = 64).
+     */
     public void validateValues() {
-        requireFinite("x", x, n * d);
-        requireFinite("y", y, m * d);
         if (a != null) requireWeights("a", a, xOffsets);
         if (b != null) requireWeights("b", b, yOffsets);
     }
@@ -76,15 +78,6 @@ public record Clouds(DType dtype, long batch, long[] xOffsets, long[] yOffsets, 
         if (s.byteSize() < count * dtype.bytes()) {
             throw new IllegalArgumentException(name + " holds " + s.byteSize() / dtype.bytes() + " " + dtype
                     + " values, " + count + " needed");
-        }
-    }
-
-    private void requireFinite(String name, MemorySegment s, long count) {
-        if (dtype.allFinite(s, count)) return;
-        for (long i = 0; i < count; i++) {
-            if (!Double.isFinite(dtype.get(s, i))) {
-                throw new IllegalArgumentException(name + " contains NaN or infinite values (at index " + i + ")");
-            }
         }
     }
 
