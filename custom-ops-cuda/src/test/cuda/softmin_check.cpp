@@ -384,12 +384,12 @@ void checkAll() {
     be.release(db);
     be.release(doff);
   }
-  // Uploads below the staging threshold, of one staged round in several slices, and of several
-  // rounds (more than the 64 MiB of staging), at odd sizes and offsets, read back bit for bit;
+  // Uploads below the staging threshold (8 MiB), of one staged round in several slices, and of
+  // several rounds (more than the 64 MiB of staging), at odd sizes and offsets, read back bit for bit;
   // consecutive uploads reuse the staging memory while earlier DMAs may still be reading it.
   {
     CudaBackend be(true, SK_CUDA_GRAPHS_OFF);
-    for (const size_t bytes : {size_t(1000), (size_t(3) << 20) + 5, (size_t(150) << 20) + 3}) {
+    for (const size_t bytes : {size_t(1000), (size_t(3) << 20) + 5, (size_t(20) << 20) + 7, (size_t(150) << 20) + 3}) {
       std::vector<unsigned char> first(bytes), second(bytes), back(bytes);
       for (size_t i = 0; i < bytes; ++i) first[i] = static_cast<unsigned char>(rng()), second[i] = static_cast<unsigned char>(i * 7 + 1);
       unsigned char* one = static_cast<unsigned char*>(be.allocate(bytes + 1));
