@@ -58,10 +58,11 @@ constexpr size_t kMaxPreparedClouds = 8;         // tensor-core copies of clouds
 // Uploads of at least kStagedUploadBytes travel through pinned staging memory (a ring of at most
 // kMaxStaging bytes, an upload's rounds at most that long), copied into it by up to kUploadThreads
 // host threads, each of which issues the DMA of its slice as soon as the slice is in. A pageable
-// cudaMemcpy stages through the driver's buffers from one thread: on the H200 machine 25.6 MB took 2.5-3.7 ms that way, 0.47 ms from
-// pinned memory, and an 8-thread host copy 0.5-0.8 ms. Below 8 MiB the threads cost more than
-// they save: the solver's uploads of two clouds took 0.62 ms pageable against 0.85 staged at
-// n = 10000, d = 64 (2.6 MB each), 1.2 against 1.5 at n = 20000, 4.6 against 3.6 at n = 50000.
+// cudaMemcpy stages through the driver's buffers from one thread: on the H200 machine 25.6 MB took
+// 2.5-3.7 ms that way, 0.47 ms from pinned memory, and an 8-thread host copy 0.5-0.8 ms. Below
+// 8 MiB the threads cost more than they save: the solver's uploads of two clouds took 0.62 ms
+// pageable against 0.85 staged at n = 10000, d = 64 (2.6 MB each), 1.2 against 1.5 at n = 20000,
+// 4.6 against 3.6 at n = 50000.
 constexpr size_t kStagedUploadBytes = size_t(8) << 20;
 constexpr size_t kMaxStaging = size_t(64) << 20;
 constexpr size_t kMinUploadSlice = size_t(1) << 20;
