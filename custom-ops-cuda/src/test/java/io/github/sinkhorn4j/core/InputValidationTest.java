@@ -42,6 +42,26 @@ class InputValidationTest {
         }
     }
 
+    /**
+     * The finiteness check must not reject large finite coordinates: clouds translated far from the
+     * origin are accepted and, centred on the backend, give the divergence of the untranslated ones.
+     */
+    @Test
+    void largeFiniteCoordinatesAreAcceptedAndCentred() {
+        double near = Sinkhorn.divergence(CPU, x, y, 2, null, null, false).loss();
+        for (double shift : new double[] {1e8, -3e7}) {
+            double[] xs = x.clone(), ys = y.clone();
+            for (int i = 0; i < xs.length; i++) xs[i] += shift;
+            for (int i = 0; i < ys.length; i++) ys[i] += shift;
+            double far = Sinkhorn.divergence(CPU, xs, ys, 2, null, null, false).loss();
+            assertEquals(near, far, 1e-6 * Math.abs(near), "double, shift " + shift);
+        }
+        float[] xf = new float[x.length], yf = new float[y.length];
+        for (int i = 0; i < x.length; i++) xf[i] = (float) (x[i] + 1000);
+        for (int i = 0; i < y.length; i++) yf[i] = (float) (y[i] + 1000);
+        assertEquals(near, Sinkhorn.divergence(CPU, xf, yf, 2, null, null, false).loss(), 1e-3 * Math.abs(near), "float");
+    }
+
     @Test
     void cudaMemoryLimitMustNotBeNegative() {
         named("bytes", () -> CudaMemory.setLimit(-1));
