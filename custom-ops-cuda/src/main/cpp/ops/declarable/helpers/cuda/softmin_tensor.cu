@@ -44,18 +44,6 @@ namespace cuda {
 namespace {
 
 constexpr int kMaxResidentDim = 64;
-#ifndef SINKHORN_POLY_EXP_KS1
-#define SINKHORN_POLY_EXP_KS1 2
-#endif
-#ifndef SINKHORN_POLY_EXP
-#define SINKHORN_POLY_EXP 0
-#endif
-#ifndef SINKHORN_INTERLEAVE
-#define SINKHORN_INTERLEAVE 1
-#endif
-#ifndef SINKHORN_KS4_MIN_BLOCKS
-#define SINKHORN_KS4_MIN_BLOCKS 3
-#endif
 constexpr float kHalfTarget = 14.f;  // FP16 x operands stay below 2^14 (general scaling)
 constexpr float kHalfTargetY = 7.f;  // prepared FP16 clouds below 2^7: room for K = 1 (residentScales)
 constexpr float kMaxScaleExp = 60.f;
@@ -99,9 +87,9 @@ struct TensorConfig {
   static constexpr size_t kSmemBytes = kStages * size_t(kStageWords) * 4 + 2 * kStages * sizeof(uint64_t);
   // Exponentials per 8 computed by polynomial on the FMA pipe (the rest on MUFU): the special
   // function unit is the bottleneck of the small-d kernels.
-  static constexpr int kPoly = KS == 1 ? SINKHORN_POLY_EXP_KS1 : SINKHORN_POLY_EXP;
+  static constexpr int kPoly = KS == 1 ? 2 : 0;
   // CTAs per SM the register allocation must allow (spill-free at these bounds, see ptxas -v).
-  static constexpr int kMinBlocks = !RES ? 1 : KV == 64 ? 2 : KS == 4 ? SINKHORN_KS4_MIN_BLOCKS : KS == 2 ? 3 : 4;
+  static constexpr int kMinBlocks = !RES ? 1 : KV == 64 ? 2 : KS == 4 ? 3 : KS == 2 ? 3 : 4;
   static_assert(KS == 1 || KS % 2 == 0, "k-steps come in pairs (or a single one)");
 };
 
@@ -424,13 +412,11 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
       }
     };
 
-    // Lazy exponentials (UNIT: K = 1): S becomes 2^S, rs[mt][h][*] collects the row sums on four
-    // independent accumulators (short dependency chains; FIRST: the accumulators start here). A
-    // fraction of the exponentials (kPoly of every 8) run on the FMA pipe as a polynomial, the rest
-    // on the special function unit.
-    auto lazyExp = [&](auto& S, float (&rs)[MT][2][4], auto unitTag, auto firstTag) {
+    // Lazy exponentials of a block (UNIT: K = 1): S becomes 2^S, rs[mt][h][*] starts the row sums
+    // on four independent accumulators (short dependency chains). A fraction of the exponentials
+    // (kPoly of every 8) run on the FMA pipe as a polynomial, the rest on the special function unit.
+    auto lazyExp = [&](auto& S, float (&rs)[MT][2][4], auto unitTag) {
       constexpr bool UNIT = decltype(unitTag)::value;
-      constexpr bool FIRST = decltype(firstTag)::value;
       constexpr int NT = sizeof(S[0]) / sizeof(S[0][0]);
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
@@ -442,7 +428,7 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
             const float p = ((nt * 4 + e) & 7) < C::kPoly ? polyExp2(x) : fastExp2(x);
             S[mt][nt][e] = p;
             float& r = rs[mt][e >> 1][(nt & 1) * 2 + (e & 1)];
-            if (FIRST && nt < 2) r = p; else r += p;
+            if (nt < 2) r = p; else r += p;
           }
     };
 
@@ -598,26 +584,8 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
           bool done = false;
           if (s != 0) {  // lazy: one vote per tile
             float rs[MT][2][4];
-#if SINKHORN_INTERLEAVE
             if (unit) lazyTile(ys, us, colBase, rs, std::true_type{});
             else lazyTile(ys, us, colBase, rs, std::false_type{});
-#else
-#pragma unroll
-            for (int pb = 0; pb < kBlocks; pb += 2) {
-              float S0[MT][kNH][4], S1[MT][kNH][4];
-              residentScores(S0, ys, us, colBase, pb * kNH);
-              residentScores(S1, ys, us, colBase, (pb + 1) * kNH);
-              if (unit) {
-                if (pb == 0) lazyExp(S0, rs, std::true_type{}, std::true_type{});
-                else lazyExp(S0, rs, std::true_type{}, std::false_type{});
-                lazyExp(S1, rs, std::true_type{}, std::false_type{});
-              } else {
-                if (pb == 0) lazyExp(S0, rs, std::false_type{}, std::true_type{});
-                else lazyExp(S0, rs, std::false_type{}, std::false_type{});
-                lazyExp(S1, rs, std::false_type{}, std::false_type{});
-              }
-            }
-#endif
             done = commitLazy(rs);
           }
           if (!done) {
@@ -636,8 +604,8 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
             bool done = false;
             if (s != 0) {
               float rs[MT][2][4];
-              if (unit) lazyExp(S, rs, std::true_type{}, std::true_type{});
-              else lazyExp(S, rs, std::false_type{}, std::true_type{});
+              if (unit) lazyExp(S, rs, std::true_type{});
+              else lazyExp(S, rs, std::false_type{});
               done = commitLazy(rs);
               if (!done) residentScores(S, ys, us, colBase, hf * kNH);
             }
