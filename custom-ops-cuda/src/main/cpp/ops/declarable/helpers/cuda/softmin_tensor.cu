@@ -89,7 +89,7 @@ struct TensorConfig {
   // function unit is the bottleneck of the small-d kernels.
   static constexpr int kPoly = KS == 1 ? 2 : 0;
   // CTAs per SM the register allocation must allow (spill-free at these bounds, see ptxas -v).
-  static constexpr int kMinBlocks = !RES ? 1 : KV == 64 ? 2 : KS == 4 ? 3 : KS == 2 ? 3 : 4;
+  static constexpr int kMinBlocks = !RES ? 1 : KV == 64 ? 2 : KS == 1 ? 4 : 3;
   static_assert(KS == 1 || KS % 2 == 0, "k-steps come in pairs (or a single one)");
 };
 
@@ -412,26 +412,6 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
       }
     };
 
-    // Lazy exponentials of a block (UNIT: K = 1): S becomes 2^S, rs[mt][h][*] starts the row sums
-    // on four independent accumulators (short dependency chains). A fraction of the exponentials
-    // (kPoly of every 8) run on the FMA pipe as a polynomial, the rest on the special function unit.
-    auto lazyExp = [&](auto& S, float (&rs)[MT][2][4], auto unitTag) {
-      constexpr bool UNIT = decltype(unitTag)::value;
-      constexpr int NT = sizeof(S[0]) / sizeof(S[0][0]);
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float x = UNIT ? S[mt][nt][e] : S[mt][nt][e] * unscale;
-            const float p = ((nt * 4 + e) & 7) < C::kPoly ? polyExp2(x) : fastExp2(x);
-            S[mt][nt][e] = p;
-            float& r = rs[mt][e >> 1][(nt & 1) * 2 + (e & 1)];
-            if (nt < 2) r = p; else r += p;
-          }
-    };
-
     // Folds the lazy sums in unless one overflowed (then the warp redoes the columns exactly).
     auto commitLazy = [&](float (&rs)[MT][2][4]) -> bool {
       float tot[MT][2];
@@ -450,37 +430,6 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
         sum[mt][1] = tot[mt][1];
       }
       return true;
-    };
-
-    // Scores of the resident kernels for the n8 tiles ntBase.., x fragments from registers.
-    auto residentScores = [&](auto& S, const uint32_t* ys, const float* us, int64_t colBase, int ntBase) {
-      if constexpr (RES) {
-        constexpr int NT = sizeof(S[0]) / sizeof(S[0][0]);
-        initScores(S, us, colBase, ntBase);
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          const uint32_t* yrow = ys + (8 * (ntBase + nt) + g) * C::kLdS;
-          uint32_t b[KS][2];
-          if constexpr (KS == 1) {
-            const uint2 v = *reinterpret_cast<const uint2*>(yrow + 2 * t);
-            b[0][0] = v.x;
-            b[0][1] = v.y;
-          } else {
-#pragma unroll
-            for (int q = 0; q < KS / 2; ++q) {
-              const uint4 v = *reinterpret_cast<const uint4*>(yrow + 16 * q + 4 * t);
-              b[2 * q][0] = v.x;
-              b[2 * q][1] = v.y;
-              b[2 * q + 1][0] = v.z;
-              b[2 * q + 1][1] = v.w;
-            }
-          }
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int ks = 0; ks < KS; ++ks) mmaF16(S[mt][nt], xa[mt][ks], b[ks][0], b[ks][1]);
-        }
-      }
     };
 
     // One n8 tile (nt of the block starting at ntBase) of resident scores: B fragments and mma.
@@ -508,7 +457,17 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
           for (int ks = 0; ks < KS; ++ks) mmaF16(S[mt][nt], xa[mt][ks], b[ks][0], b[ks][1]);
       }
     };
-    // The lazy exponentials of one n8 tile (as lazyExp).
+    // Scores of the resident kernels for the n8 tiles ntBase.., x fragments from registers.
+    auto residentScores = [&](auto& S, const uint32_t* ys, const float* us, int64_t colBase, int ntBase) {
+      constexpr int NT = sizeof(S[0]) / sizeof(S[0][0]);
+      initScores(S, us, colBase, ntBase);
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) hmmaNt(S, ys, ntBase, nt);
+    };
+    // Lazy exponentials of one n8 tile (UNIT: K = 1): S becomes 2^S, rs[mt][h][*] collects the row
+    // sums on four independent accumulators (short dependency chains; first: they start here). A
+    // fraction of the exponentials (kPoly of every 8) run on the FMA pipe as a polynomial, the rest
+    // on the special function unit.
     auto expNt = [&](auto& S, int nt, float (&rs)[MT][2][4], auto unitTag, bool first) {
       constexpr bool UNIT = decltype(unitTag)::value;
 #pragma unroll
@@ -521,6 +480,12 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
           float& r = rs[mt][e >> 1][(nt & 1) * 2 + (e & 1)];
           r = first ? p : r + p;
         }
+    };
+    // The lazy exponentials of a block of n8 tiles (the accumulators start at its first two).
+    auto lazyExp = [&](auto& S, float (&rs)[MT][2][4], auto unitTag) {
+      constexpr int NT = sizeof(S[0]) / sizeof(S[0][0]);
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) expNt(S, nt, rs, unitTag, nt < 2);
     };
     // Lazy pass over a resident tile in blocks of kIl n8 tiles, software-pipelined: the mma of block
     // b + 1 interleaved with the exponentials of block b, so that the tensor pipe and the special
