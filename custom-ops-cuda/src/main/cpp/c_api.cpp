@@ -82,6 +82,29 @@ int32_t sk_cuda_memory_usage(sk_cuda_memory* out) {
   });
 }
 
+int32_t sk_cuda_upload(const void* host, int64_t bytes, void** device) {
+  return guarded([&] {
+    sinkhorn::require(host && device, "host and device are required");
+    sinkhorn::require(bytes > 0, "bytes must be > 0");
+    *device = nullptr;
+#ifdef SINKHORN_WITH_CUDA
+    *device = sinkhorn::helpers::cudaUploadArray(host, size_t(bytes));
+#else
+    throw sinkhorn::Error(SK_NO_DEVICE, "this build of the library has no CUDA support");
+#endif
+  });
+}
+
+int32_t sk_cuda_free(void* device) {
+  return guarded([&] {
+#ifdef SINKHORN_WITH_CUDA
+    sinkhorn::helpers::cudaFreeArray(device);
+#else
+    sinkhorn::require(device == nullptr, "this build of the library has no CUDA support: nothing to free");
+#endif
+  });
+}
+
 int32_t sk_cuda_reset_peak_memory(void) {
   return guarded([] {
 #ifdef SINKHORN_WITH_CUDA

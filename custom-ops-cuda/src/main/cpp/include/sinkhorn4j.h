@@ -41,6 +41,8 @@ enum sk_solver { SK_SOLVER_SYMMETRIC = 0, SK_SOLVER_ALTERNATING = 1 };
  * when a recording fails. Results are bitwise the same in every mode.
  */
 enum sk_cuda_graphs { SK_CUDA_GRAPHS_AUTO = 0, SK_CUDA_GRAPHS_OFF = 1, SK_CUDA_GRAPHS_ON = 2 };
+/* Where the coordinates x and y of sk_clouds live (the other arrays are always host memory). */
+enum sk_memory { SK_MEMORY_HOST = 0, SK_MEMORY_CUDA = 1 };
 
 typedef struct sk_options {
   double blur;               /* target scale: the last eps of the schedule is blur^2 */
@@ -74,6 +76,8 @@ typedef struct sk_clouds {
   const void* y;             /* m x d */
   const void* a;             /* n weights, or NULL for uniform weights per problem */
   const void* b;             /* m weights, or NULL */
+  int32_t memory;            /* sk_memory of x and y; SK_MEMORY_CUDA (sk_divergence only): device
+                                pointers of the current CUDA device, read there (no upload) */
 } sk_clouds;
 
 typedef struct sk_outputs {
@@ -160,6 +164,15 @@ SK_API int32_t sk_cuda_memory_usage(sk_cuda_memory* out);
 SK_API int32_t sk_cuda_reset_peak_memory(void);
 SK_API int32_t sk_cuda_set_memory_limit(int64_t bytes);   /* bytes >= 0; 0 removes the cap */
 SK_API int32_t sk_cuda_release_cached_memory(void);       /* frees what no running solve uses */
+
+/*
+ * Caller-owned device arrays, for clouds that stay on the GPU across calls (sk_memory CUDA):
+ * sk_cuda_upload copies bytes of host memory into a new allocation on the current CUDA device and
+ * stores its address in *device; sk_cuda_free releases one (NULL: nothing). They are not part of the
+ * cache above nor of its limit.
+ */
+SK_API int32_t sk_cuda_upload(const void* host, int64_t bytes, void** device);
+SK_API int32_t sk_cuda_free(void* device);
 
 /*
  * Dense cost-matrix solver: batched entropic OT on explicit costs C (batch x n x m, row-major),

@@ -1,5 +1,7 @@
 #include "sinkhorn_divergence.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -12,6 +14,7 @@
 #include "../helpers/cpu/cpu_backend.h"
 #include "../helpers/bounding_box.h"
 #include "../helpers/eps_schedule.h"
+#include "../helpers/host_parallel.h"
 #include "../helpers/hvp.h"
 #include "../helpers/plan_product.h"
 #include "../helpers/sinkhorn_solver.h"
@@ -52,20 +55,36 @@ struct PreparedClouds {
   double diameter = 0;
 };
 
+// A log costs about what copying kLogCost values does: the rows of given weights are split over
+// host threads by that work (0.7 ms of one thread at n = m = 50000 otherwise).
+constexpr int64_t kLogCost = 8;
+
 template <typename T>
 void prepareWeights(const T* w, const std::vector<int64_t>& offsets, const char* name, std::vector<T>& weights,
                     std::vector<T>& logs) {
   const int64_t rows = offsets.back();
   weights.resize(rows), logs.resize(rows);
-  for (size_t s = 0; s + 1 < offsets.size(); ++s) {
-    double mass = 0;
-    for (int64_t i = offsets[s]; i < offsets[s + 1]; ++i) {
-      const double v = w ? double(w[i]) : 1.0 / double(offsets[s + 1] - offsets[s]);
-      if (!(std::isfinite(v) && v >= 0)) throw Error(SK_INVALID_ARGUMENT, std::string(name) + " must be finite and non-negative");
-      mass += v;
+  if (!w) {
+    for (size_t s = 0; s + 1 < offsets.size(); ++s) {
+      const double v = 1.0 / double(offsets[s + 1] - offsets[s]);
+      std::fill(weights.begin() + offsets[s], weights.begin() + offsets[s + 1], T(v));
+      std::fill(logs.begin() + offsets[s], logs.begin() + offsets[s + 1], T(std::log(v)));
+    }
+    return;
+  }
+  std::atomic<bool> invalid{false};
+  helpers::forRowChunks(rows, helpers::hostChunkCount(rows, kLogCost), [&](int, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const double v = double(w[i]);
+      if (!(std::isfinite(v) && v >= 0)) invalid = true;
       weights[i] = T(v);
       logs[i] = T(v > 0 ? std::log(v) : kZeroWeightLog);
     }
+  });
+  if (invalid) throw Error(SK_INVALID_ARGUMENT, std::string(name) + " must be finite and non-negative");
+  for (size_t s = 0; s + 1 < offsets.size(); ++s) {
+    double mass = 0;
+    for (int64_t i = offsets[s]; i < offsets[s + 1]; ++i) mass += double(w[i]);
     require(mass > 0, std::string(name) + ": every problem of the batch needs a positive total mass");
   }
 }
@@ -150,7 +169,12 @@ int32_t withBackend(const sk_options& o, Fn&& fn) {
 
 template <typename T>
 void divergenceTyped(const sk_options& o, const sk_clouds& c, sk_outputs& out) {
-  const PreparedClouds<T> pc = prepare<T>(c, false);
+  PreparedClouds<T> pc = prepare<T>(c, false);
+  pc.host.cudaMemory = c.memory == SK_MEMORY_CUDA;
+  // Clouds in CUDA memory are solved where they are: auto means cuda then, and cpu cannot read them.
+  require(!pc.host.cudaMemory || o.device != SK_DEVICE_CPU, "device cpu cannot read x and y in CUDA memory");
+  sk_options run = o;
+  if (pc.host.cudaMemory) run.device = SK_DEVICE_CUDA;
   const helpers::HostOutputs<T> ho{out.loss,
                                    out.iterations,
                                    out.converged,
@@ -163,7 +187,7 @@ void divergenceTyped(const sk_options& o, const sk_clouds& c, sk_outputs& out) {
                                    static_cast<T*>(out.grad_y),
                                    static_cast<T*>(out.grad_a),
                                    static_cast<T*>(out.grad_b)};
-  const int32_t used = withBackend(o, [&](auto& backend) {
+  const int32_t used = withBackend(run, [&](auto& backend) {
     using Backend = std::decay_t<decltype(backend)>;
     helpers::DivergenceSolver<T, Backend> solver(backend, pc.host, o.half_cost ? 0.5 : 1.0);
     solver.solve(settingsFor(o, solver.diameter()), ho);
@@ -253,6 +277,12 @@ void checkHeader(const sk_clouds& c) {
   require(c.batch >= 1, "batch must be >= 1");
   require(c.d >= 1, "d must be >= 1");
   require(c.x && c.y, "x and y are required");
+  require(c.memory == SK_MEMORY_HOST || c.memory == SK_MEMORY_CUDA, "memory must be host or cuda");
+}
+
+// Plan products and HVPs read the clouds on the host as well (centring, the plan's support).
+void requireHostMemory(const sk_clouds& c, const char* op) {
+  require(c.memory == SK_MEMORY_HOST, std::string(op) + " takes x and y in host memory (memory CUDA: sk_divergence only)");
 }
 
 }  // namespace
@@ -277,6 +307,7 @@ void divergenceOp(const sk_options& o, const sk_clouds& c, sk_outputs& out) {
 void planProductOp(const sk_options& o, const sk_clouds& c, const void* f, const void* g, bool transpose, int64_t k,
                    const void* v, void* out) {
   checkHeader(c);
+  requireHostMemory(c, "sk_plan_product");
   if (c.dtype == SK_FLOAT32)
     planProductTyped<float>(o, c, f, g, transpose, k, v, out);
   else
@@ -286,6 +317,7 @@ void planProductOp(const sk_options& o, const sk_clouds& c, const void* f, const
 void hvpOp(const sk_options& o, const sk_clouds& c, const Potentials& potentials, const sk_hvp_options& h,
            const void* v, void* out, sk_hvp_report& report) {
   checkHeader(c);
+  requireHostMemory(c, "sk_hvp");
   if (c.dtype == SK_FLOAT32)
     hvpTyped<float>(o, c, potentials, h, v, out, report);
   else

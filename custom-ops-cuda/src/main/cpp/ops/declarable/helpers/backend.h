@@ -52,6 +52,10 @@ class Buffer {
   size_t size() const { return count_; }
   void upload(const U* host) { if (count_) backend_->upload(data_, host, count_ * sizeof(U)); }
   void download(U* host) const { if (count_) backend_->download(host, data_, count_ * sizeof(U)); }
+  // From device memory of a backend that reads it (Backend::kReadsCudaMemory); what names the source.
+  void copyFromDevice(const U* device, const char* what) {
+    if (count_) backend_->copyFromDevice(data_, device, count_ * sizeof(U), what);
+  }
   std::vector<U> toHost() const {
     std::vector<U> host(count_);
     download(host.data());

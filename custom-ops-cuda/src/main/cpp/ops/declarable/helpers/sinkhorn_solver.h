@@ -50,6 +50,7 @@ template <typename T>
 struct HostClouds {
   const T* x;
   const T* y;
+  bool cudaMemory = false;  // x and y are device pointers (sk_memory CUDA), read by a CUDA backend
   std::vector<T> logA, logB;  // log weights, -100000 for zero weights (as GeomLoss)
   std::vector<T> a, b;
   int64_t n, m, d;
@@ -72,7 +73,8 @@ class DivergenceSolver {
   using Vec = Buffer<T, Backend>;
 
  public:
-  // Uploads the clouds, checks that they are finite, measures and centres them; cost is c.
+  // Uploads the clouds (or copies them on the device), checks that they are finite, measures and
+  // centres them; cost is c.
   DivergenceSolver(Backend& backend, const HostClouds<T>& clouds, double cost)
       : be_(backend), hc_(clouds), segments_(clouds.segments()),
         x_(backend, clouds.n * clouds.d), y_(backend, clouds.m * clouds.d),
@@ -82,8 +84,15 @@ class DivergenceSolver {
     st_.cost = cost;
     for (int64_t s = 0; s < segments_; ++s)
       crossEntries_ += (clouds.xOffsets[s + 1] - clouds.xOffsets[s]) * (clouds.yOffsets[s + 1] - clouds.yOffsets[s]);
-    x_.upload(clouds.x);
-    y_.upload(clouds.y);
+    if (!clouds.cudaMemory) {
+      x_.upload(clouds.x);
+      y_.upload(clouds.y);
+    } else if constexpr (Backend::kReadsCudaMemory) {
+      x_.copyFromDevice(clouds.x, "x");
+      y_.copyFromDevice(clouds.y, "y");
+    } else {
+      throw Error(SK_INVALID_ARGUMENT, "x and y in CUDA memory need the CUDA backend");
+    }
     BoundingBox box(hc_.d);
     if (!be_.extend(box, x_.get(), hc_.n, hc_.d)) throw Error(SK_INVALID_ARGUMENT, "x contains NaN or infinite values");
     if (!be_.extend(box, y_.get(), hc_.m, hc_.d)) throw Error(SK_INVALID_ARGUMENT, "y contains NaN or infinite values");

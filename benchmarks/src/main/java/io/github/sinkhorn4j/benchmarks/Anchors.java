@@ -43,7 +43,7 @@ final class Anchors {
         /** The run this row was timed with, under the timing given (reps, warm-ups) and a fixed seed. */
         RunSpec spec(int reps, int warmup) {
             return new RunSpec(protocol, device, 1, n, n, d, iters, eps, blur, scaling, solver, DType.FLOAT32, reps, warmup,
-                    true, 0);
+                    true, 0, false);
         }
     }
 

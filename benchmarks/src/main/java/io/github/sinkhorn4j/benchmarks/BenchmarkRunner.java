@@ -43,13 +43,16 @@ public final class BenchmarkRunner {
               --cuda-graphs auto|on|off      CUDA: the iterations at the final eps replayed as CUDA graphs (auto: on
                                              small problems; default auto); sets the property sinkhorn4j.cudaGraphs
               --seed S                       data seed (default 0)
+              --inputs host|cuda             where the clouds are when a call starts (default cuda for the forward and
+                                             loss+grad protocols on --device cuda, as the anchors' tensors on the GPU; a
+                                             suite's other rows stay host)
               --suite anchors|geomloss-cpu   every row of ../shared/anchors/flashsinkhorn-h100.json (CUDA; 10 reps, 3
                                              warm-ups) or of geomloss-cpu.json (CPU; 3 reps, 1 warm-up), with ratios
               --anchors DIR                  where the anchor files are (default ../shared/anchors; else built-in copies)
             Threads of the CPU backend: SINKHORN4J_NUM_THREADS (default: every hardware thread).""";
 
     private static final Set<String> OPTIONS = Set.of("device", "protocol", "batch", "n", "m", "d", "iters", "eps", "blur",
-            "scaling", "solver", "dtype", "reps", "warmup", "tf32", "cuda-graphs", "seed", "suite", "anchors");
+            "scaling", "solver", "dtype", "reps", "warmup", "tf32", "cuda-graphs", "seed", "suite", "anchors", "inputs");
 
     private final Map<Device, String> deviceNames = new EnumMap<>(Device.class);
     private final Anchors anchors;
@@ -128,8 +131,10 @@ public final class BenchmarkRunner {
         Set<RunSpec> specs = new LinkedHashSet<>();
         for (Anchors.Row row : rows) {
             RunSpec s = row.spec(integer(given, "reps", gpu ? 10 : 3), integer(given, "warmup", gpu ? 3 : 1));
-            specs.add(new RunSpec(s.protocol(), device(given, row.device()), s.batch(), s.n(), s.m(), s.d(), s.iters(), s.eps(), s.blur(),
-                    s.scaling(), s.solver(), dtype(given), s.reps(), s.warmup(), tf32(given), integer(given, "seed", 0)));
+            Device device = device(given, row.device());
+            specs.add(new RunSpec(s.protocol(), device, s.batch(), s.n(), s.m(), s.d(), s.iters(), s.eps(), s.blur(),
+                    s.scaling(), s.solver(), dtype(given), s.reps(), s.warmup(), tf32(given), integer(given, "seed", 0),
+                    cudaInputs(given, s.protocol(), device, true)));
         }
         return new ArrayList<>(specs);
     }
@@ -141,7 +146,18 @@ public final class BenchmarkRunner {
                 integer(given, "d", 3),
                 integer(given, "iters", RunSpec.DEFAULT_ITERS), number(given, "eps", RunSpec.DEFAULT_EPS),
                 number(given, "blur", protocol.defaultBlur()), number(given, "scaling", 0.5), solver(given), dtype(given),
-                integer(given, "reps", 5), integer(given, "warmup", 1), tf32(given), integer(given, "seed", 0));
+                integer(given, "reps", 5), integer(given, "warmup", 1), tf32(given), integer(given, "seed", 0),
+                cudaInputs(given, protocol, device(given, Device.CPU), false));
+    }
+
+    /** --inputs: cuda where the protocol allows it unless host is asked for; in a suite, cuda applies to the rows that allow it. */
+    private static boolean cudaInputs(Map<String, String> given, Protocol protocol, Device device, boolean suite) {
+        boolean possible = RunSpec.cudaInputsPossible(protocol, device);
+        return switch (given.getOrDefault("inputs", possible ? "cuda" : "host")) {
+            case "host" -> false;
+            case "cuda" -> possible || !suite;  // a single run that cannot is refused by RunSpec
+            default -> throw new IllegalArgumentException("--inputs must be host or cuda (got " + given.get("inputs") + ")");
+        };
     }
 
     private static Device device(Map<String, String> given, Device fallback) {
@@ -341,6 +357,7 @@ public final class BenchmarkRunner {
             r.put("blur", s.blur());
             r.put("scaling", s.scaling());
         }
+        if (!dense) r.put("inputs", s.cudaInputs() ? "cuda" : "host");
         if (s.device() == Device.CUDA && !dense) {
             r.put("tf32", s.tf32());
             r.put("cuda_graphs", System.getProperty(Sinkhorn.CUDA_GRAPHS_PROPERTY));

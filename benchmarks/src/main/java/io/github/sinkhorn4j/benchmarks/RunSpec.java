@@ -9,10 +9,12 @@ import io.github.sinkhorn4j.core.Solver;
 /**
  * One measured configuration. {@code iters} and {@code eps} apply to the forward and dense
  * protocols, {@code blur} and {@code scaling} to the others; {@code batch} (items of n x m costs) to
- * the dense protocol, which has no d.
+ * the dense protocol, which has no d. {@code cudaInputs}: the clouds are in CUDA device memory when a
+ * call starts (the anchors' protocol: tensors on the GPU), else in host memory.
  */
 record RunSpec(Protocol protocol, Device device, long batch, long n, long m, long d, int iters, double eps, double blur,
-               double scaling, Solver solver, DType dtype, int reps, int warmup, boolean tf32, long seed) {
+               double scaling, Solver solver, DType dtype, int reps, int warmup, boolean tf32, long seed,
+               boolean cudaInputs) {
 
     static final int DEFAULT_ITERS = 100;
     static final double DEFAULT_EPS = 0.1;
@@ -29,6 +31,14 @@ record RunSpec(Protocol protocol, Device device, long batch, long n, long m, lon
         if (!(eps > 0)) throw new IllegalArgumentException("--eps must be > 0 (got " + eps + ")");
         if (!(blur > 0)) throw new IllegalArgumentException("--blur must be > 0 (got " + blur + ")");
         if (!(scaling > 0 && scaling < 1)) throw new IllegalArgumentException("--scaling must be in (0, 1) (got " + scaling + ")");
+        if (cudaInputs && !cudaInputsPossible(protocol, device)) {
+            throw new IllegalArgumentException("--inputs cuda needs --device cuda and the forward or loss+grad protocol");
+        }
+    }
+
+    /** Whether a call of this protocol can take its clouds in CUDA memory (its solve reads them there only). */
+    static boolean cudaInputsPossible(Protocol protocol, Device device) {
+        return device == Device.CUDA && (protocol == Protocol.FORWARD || protocol == Protocol.LOSS_AND_GRAD);
     }
 
     private static void positive(String name, long v) {

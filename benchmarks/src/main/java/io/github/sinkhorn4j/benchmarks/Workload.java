@@ -1,6 +1,7 @@
 package io.github.sinkhorn4j.benchmarks;
 
 import io.github.sinkhorn4j.core.Clouds;
+import io.github.sinkhorn4j.core.CudaArray;
 import io.github.sinkhorn4j.core.DType;
 import io.github.sinkhorn4j.core.HvpOptions;
 import io.github.sinkhorn4j.core.HvpReport;
@@ -16,7 +17,8 @@ import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
 
 /**
- * The data of one configuration in native memory, generated as in the anchors (x, y ~ N(0, I_d);
+ * The data of one configuration in native memory (the clouds copied to CUDA memory with cudaInputs),
+ * generated as in the anchors (x, y ~ N(0, I_d);
  * weights U(0, 1) + 0.1, normalised; for hvp a direction v ~ N(0, I)), and one call of the protocol
  * on it. Native segments go to the library as they are, so a call copies nothing on the Java side.
  */
@@ -35,6 +37,8 @@ final class Workload implements AutoCloseable {
     private final Potentials potentials;
     private final MemorySegment direction;
     private final MemorySegment product;
+    private final CudaArray cudaX;
+    private final CudaArray cudaY;
 
     Workload(RunSpec spec) {
         SplittableRandom random = new SplittableRandom(spec.seed());
@@ -49,7 +53,14 @@ final class Workload implements AutoCloseable {
         // HVP's products stay strict float32 whatever --tf32 says: CG on TF32-rounded products diverges
         // where the plan is nearly a permutation (this protocol's blur 0.1 at d = 64).
         hvpOptions = HvpOptions.defaults().withAllowUnconverged(true).withCgMaxIters(HVP_CG_MAX_ITERS);
-        clouds = Clouds.of(t, spec.n(), spec.m(), spec.d(), x, y, a, b);
+        if (spec.cudaInputs()) {
+            cudaX = CudaArray.upload(t, x);
+            cudaY = CudaArray.upload(t, y);
+            clouds = Clouds.onCuda(spec.n(), spec.m(), spec.d(), cudaX, cudaY, a, b);
+        } else {
+            cudaX = cudaY = null;
+            clouds = Clouds.of(t, spec.n(), spec.m(), spec.d(), x, y, a, b);
+        }
         long gradient = spec.n() * spec.d();
         if (spec.protocol() == Protocol.HVP) {
             // Not debiased: H v needs the potentials of the (x, y) problem only.
@@ -78,6 +89,8 @@ final class Workload implements AutoCloseable {
 
     @Override
     public void close() {
+        if (cudaX != null) cudaX.close();
+        if (cudaY != null) cudaY.close();
         arena.close();
     }
 

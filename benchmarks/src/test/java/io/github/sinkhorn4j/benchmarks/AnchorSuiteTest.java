@@ -1,7 +1,9 @@
 package io.github.sinkhorn4j.benchmarks;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.sinkhorn4j.core.Device;
 import java.nio.file.Path;
@@ -27,7 +29,23 @@ class AnchorSuiteTest {
             assertEquals(3, s.warmup());
             int expected = s.protocol() == Protocol.LOSS_AND_GRAD && s.n() == 10000 && s.d() == 64 ? 2 : 1;
             assertEquals(expected, anchors.matching(s).size(), s.toString());
+            // the anchors' tensors are on the GPU: so are the clouds of every row whose call reads them there only
+            assertEquals(s.protocol() != Protocol.HVP, s.cudaInputs(), s.toString());
         }
+        assertTrue(BenchmarkRunner.plan(Map.of("suite", "anchors", "inputs", "host"), anchors).stream().noneMatch(RunSpec::cudaInputs));
+        assertEquals(22, BenchmarkRunner.plan(Map.of("suite", "anchors", "inputs", "cuda"), anchors).stream()
+                .filter(RunSpec::cudaInputs).count());
+    }
+
+    @Test
+    void cudaInputsOnlyWhereTheSolveReadsThem() {
+        assertTrue(BenchmarkRunner.plan(Map.of("protocol", "forward", "device", "cuda"), anchors).get(0).cudaInputs());
+        assertFalse(BenchmarkRunner.plan(Map.of("protocol", "forward"), anchors).get(0).cudaInputs());
+        assertFalse(BenchmarkRunner.plan(Map.of("protocol", "hvp", "device", "cuda"), anchors).get(0).cudaInputs());
+        assertThrows(IllegalArgumentException.class, () -> BenchmarkRunner.plan(Map.of("protocol", "forward", "inputs", "cuda"), anchors));
+        assertThrows(IllegalArgumentException.class,
+                () -> BenchmarkRunner.plan(Map.of("protocol", "hvp", "device", "cuda", "inputs", "cuda"), anchors));
+        assertThrows(IllegalArgumentException.class, () -> BenchmarkRunner.plan(Map.of("inputs", "gpu"), anchors));
     }
 
     @Test

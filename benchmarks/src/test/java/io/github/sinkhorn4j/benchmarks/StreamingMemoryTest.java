@@ -32,7 +32,7 @@ class StreamingMemoryTest {
 
     private static long addedPeakBytes(long n) {
         RunSpec spec = new RunSpec(Protocol.FORWARD, Device.CPU, 1, n, n, 3, 2, 0.1, 0.05, 0.5, Solver.SYMMETRIC, DType.FLOAT32,
-                1, 0, false, 0);
+                1, 0, false, 0, false);
         try (Workload work = new Workload(spec)) {
             long before = HostMemory.residentBytes();
             assumeTrue(before > 0 && HostMemory.resetPeak(), "needs /proc/self/status and a resettable VmHWM");

@@ -26,6 +26,7 @@ class CpuBackend {
   // The dense solver's primitives (../dense.h), in dense_kernels.cpp. The loop itself runs in
   // dense_solver.h: this backend has no whole-loop launch.
   static constexpr bool kResidentDense = false;
+  static constexpr bool kReadsCudaMemory = false;
   // The kernels return when their work is done.
   void synchronize() {}
   template <typename T>

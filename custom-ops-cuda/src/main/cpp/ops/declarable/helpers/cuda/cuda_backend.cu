@@ -461,6 +461,23 @@ void CudaBackend::upload(void* dst, const void* hostSrc, size_t bytes) {
   }
 }
 
+void CudaBackend::copyFromDevice(void* dst, const void* deviceSrc, size_t bytes, const char* what) {
+  if (bytes == 0) return;
+  BackendState& s = *state_;
+  s.select();
+  cudaPointerAttributes attributes{};
+  const cudaError_t err = cudaPointerGetAttributes(&attributes, deviceSrc);
+  if (err != cudaSuccess) cudaGetLastError();
+  const bool onDevice = err == cudaSuccess &&
+                        (attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged) &&
+                        attributes.device == s.device;
+  if (!onDevice)
+    throw Error(SK_INVALID_ARGUMENT, std::string(what) + " is not CUDA memory of device " + std::to_string(s.device) +
+                                         " (memory CUDA needs device pointers, e.g. from sk_cuda_upload)");
+  s.forgetPrepared(dst, bytes);
+  cuda::check(cudaMemcpyAsync(dst, deviceSrc, bytes, cudaMemcpyDeviceToDevice, s.stream), "device to device copy");
+}
+
 void CudaBackend::download(void* hostDst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   BackendState& s = *state_;
@@ -887,6 +904,22 @@ void resetCudaPeakMemory() {
 void setCudaMemoryLimit(int64_t bytes) { cuda::account().limit = bytes; }
 
 void releaseCachedCudaMemory() { cuda::StatePool::instance().clear(); }
+
+void* cudaUploadArray(const void* host, size_t bytes) {
+  if (cudaDeviceCount() == 0) throw Error(SK_NO_DEVICE, "no usable CUDA device");
+  void* device = nullptr;
+  cuda::check(cudaMalloc(&device, bytes), "sk_cuda_upload (cudaMalloc)");
+  const cudaError_t err = cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice);
+  if (err != cudaSuccess) {
+    cudaFree(device);
+    cuda::check(err, "sk_cuda_upload (host to device copy)");
+  }
+  return device;
+}
+
+void cudaFreeArray(void* device) {
+  if (device) cuda::check(cudaFree(device), "sk_cuda_free");
+}
 
 int32_t cudaDeviceCount() {
   int count = 0;

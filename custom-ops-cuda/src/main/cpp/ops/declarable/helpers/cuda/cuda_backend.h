@@ -108,6 +108,12 @@ class CudaBackend {
   // The whole loop of dense_solver.h in one launch when an item's costs fit the shared memory of a
   // cluster of CTAs; false, with nothing done, otherwise.
   static constexpr bool kResidentDense = true;
+
+  // Reads device memory of its own device (sk_memory CUDA).
+  static constexpr bool kReadsCudaMemory = true;
+  // dst = bytes at deviceSrc, which must be memory of this backend's device (else an
+  // SK_INVALID_ARGUMENT naming what).
+  void copyFromDevice(void* dst, const void* deviceSrc, size_t bytes, const char* what);
   template <typename T>
   bool denseResident(const DenseBatch<T>& batch, const DenseResidentSolve<T>& solve);
 
@@ -169,6 +175,9 @@ struct CudaMemoryUsage {
   int64_t held, peak, limit;
 };
 CudaMemoryUsage cudaMemoryUsage();
+// sk_cuda_upload / sk_cuda_free: caller-owned device arrays on the current device.
+void* cudaUploadArray(const void* host, size_t bytes);
+void cudaFreeArray(void* device);
 void resetCudaPeakMemory();
 void setCudaMemoryLimit(int64_t bytes);
 // Frees what idle backend states hold (streams, cached blocks, workspaces).

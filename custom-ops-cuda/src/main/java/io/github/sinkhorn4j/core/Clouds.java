@@ -8,9 +8,14 @@ import java.util.Objects;
  * and b (m) (null: uniform per problem), in native or heap memory segments of one {@link DType}.
  * A batch holds independent problems back to back: problem k owns rows xOffsets[k]..xOffsets[k+1]
  * of x and yOffsets[k]..yOffsets[k+1] of y.
+ * <p>
+ * The coordinates may instead stay in CUDA device memory ({@link #onCuda}: cudaX and cudaY, with x and y
+ * null); {@link Sinkhorn#divergence} then solves them on the GPU without uploading them. Plan products
+ * and Hessian-vector products take host clouds.
  */
 public record Clouds(DType dtype, long batch, long[] xOffsets, long[] yOffsets, long n, long m, long d,
-                     MemorySegment x, MemorySegment y, MemorySegment a, MemorySegment b) {
+                     MemorySegment x, MemorySegment y, MemorySegment a, MemorySegment b, CudaArray cudaX,
+                     CudaArray cudaY) {
 
     public Clouds {
         Objects.requireNonNull(dtype, "dtype");
@@ -20,8 +25,14 @@ public record Clouds(DType dtype, long batch, long[] xOffsets, long[] yOffsets, 
         if (d < 1) throw new IllegalArgumentException("d must be >= 1 (got " + d + ")");
         xOffsets = offsets("xOffsets", xOffsets, batch, n);
         yOffsets = offsets("yOffsets", yOffsets, batch, m);
-        requireSize("x", x, n * d, dtype);
-        requireSize("y", y, m * d, dtype);
+        if (cudaX == null && cudaY == null) {
+            requireSize("x", x, n * d, dtype);
+            requireSize("y", y, m * d, dtype);
+        } else {
+            if (x != null || y != null) throw new IllegalArgumentException("x and y must be null when cudaX and cudaY hold the clouds");
+            requireSize("cudaX", cudaX, n * d, dtype);
+            requireSize("cudaY", cudaY, m * d, dtype);
+        }
         if (a != null) requireSize("a", a, n, dtype);
         if (b != null) requireSize("b", b, m, dtype);
     }
@@ -29,7 +40,18 @@ public record Clouds(DType dtype, long batch, long[] xOffsets, long[] yOffsets, 
     /** One problem. */
     public static Clouds of(DType dtype, long n, long m, long d, MemorySegment x, MemorySegment y, MemorySegment a,
                             MemorySegment b) {
-        return new Clouds(dtype, 1, null, null, n, m, d, x, y, a, b);
+        return new Clouds(dtype, 1, null, null, n, m, d, x, y, a, b, null, null);
+    }
+
+    /** One problem whose coordinates are in CUDA device memory (the weights, if any, in host memory). */
+    public static Clouds onCuda(long n, long m, long d, CudaArray x, CudaArray y, MemorySegment a, MemorySegment b) {
+        Objects.requireNonNull(x, "x");
+        return new Clouds(x.dtype(), 1, null, null, n, m, d, null, null, a, b, x, y);
+    }
+
+    /** Whether the coordinates are in CUDA device memory. */
+    public boolean isOnCuda() {
+        return cudaX != null;
     }
 
     /** A batch of problems delimited by row offsets (batch + 1 entries each, from 0 to the row count). */
@@ -41,7 +63,7 @@ public record Clouds(DType dtype, long batch, long[] xOffsets, long[] yOffsets, 
             throw new IllegalArgumentException("xOffsets and yOffsets must have the same length (batch + 1)");
         }
         return new Clouds(dtype, xOffsets.length - 1, xOffsets, yOffsets, xOffsets[xOffsets.length - 1],
-                yOffsets[yOffsets.length - 1], d, x, y, a, b);
+                yOffsets[yOffsets.length - 1], d, x, y, a, b, null, null);
     }
 
     /**
@@ -78,6 +100,14 @@ public record Clouds(DType dtype, long batch, long[] xOffsets, long[] yOffsets, 
         if (s.byteSize() < count * dtype.bytes()) {
             throw new IllegalArgumentException(name + " holds " + s.byteSize() / dtype.bytes() + " " + dtype
                     + " values, " + count + " needed");
+        }
+    }
+
+    private static void requireSize(String name, CudaArray array, long count, DType dtype) {
+        Objects.requireNonNull(array, name);
+        if (array.dtype() != dtype) throw new IllegalArgumentException(name + " holds " + array.dtype() + " values, not " + dtype);
+        if (array.length() < count) {
+            throw new IllegalArgumentException(name + " holds " + array.length() + " " + dtype + " values, " + count + " needed");
         }
     }
 

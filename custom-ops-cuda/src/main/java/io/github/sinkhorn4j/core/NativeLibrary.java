@@ -40,7 +40,8 @@ final class NativeLibrary {
             JAVA_INT.withName("dtype"), MemoryLayout.paddingLayout(4), JAVA_LONG.withName("batch"),
             ADDRESS.withName("x_offsets"), ADDRESS.withName("y_offsets"),
             JAVA_LONG.withName("n"), JAVA_LONG.withName("m"), JAVA_LONG.withName("d"),
-            ADDRESS.withName("x"), ADDRESS.withName("y"), ADDRESS.withName("a"), ADDRESS.withName("b"));
+            ADDRESS.withName("x"), ADDRESS.withName("y"), ADDRESS.withName("a"), ADDRESS.withName("b"),
+            JAVA_INT.withName("memory"), MemoryLayout.paddingLayout(4));
 
     static final StructLayout OUTPUTS = MemoryLayout.structLayout(
             ADDRESS.withName("loss"), ADDRESS.withName("iterations"), ADDRESS.withName("converged"),
@@ -85,6 +86,8 @@ final class NativeLibrary {
     static final MethodHandle CUDA_RESET_PEAK_MEMORY;
     static final MethodHandle CUDA_SET_MEMORY_LIMIT;
     static final MethodHandle CUDA_RELEASE_CACHED_MEMORY;
+    static final MethodHandle CUDA_UPLOAD;
+    static final MethodHandle CUDA_FREE;
 
     static {
         SymbolLookup lookup = SymbolLookup.libraryLookup(libraryPath(), Arena.global());
@@ -109,6 +112,9 @@ final class NativeLibrary {
                 FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
         CUDA_RELEASE_CACHED_MEMORY = linker.downcallHandle(lookup.findOrThrow("sk_cuda_release_cached_memory"),
                 FunctionDescriptor.of(JAVA_INT));
+        CUDA_UPLOAD = linker.downcallHandle(lookup.findOrThrow("sk_cuda_upload"),
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS));
+        CUDA_FREE = linker.downcallHandle(lookup.findOrThrow("sk_cuda_free"), FunctionDescriptor.of(JAVA_INT, ADDRESS));
     }
 
     private NativeLibrary() {}

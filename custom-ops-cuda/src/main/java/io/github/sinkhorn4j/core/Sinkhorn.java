@@ -87,6 +87,7 @@ public final class Sinkhorn {
         Objects.requireNonNull(options, "options");
         Objects.requireNonNull(clouds, "clouds");
         if (options.eps() == null) throw new IllegalArgumentException("eps is required for plan products");
+        if (clouds.isOnCuda()) throw new IllegalArgumentException("clouds: plan products take x and y in host memory");
         if (k < 1) throw new IllegalArgumentException("k must be >= 1 (got " + k + ")");
         clouds.validateValues();
         long bytes = clouds.dtype().bytes();
@@ -150,6 +151,7 @@ public final class Sinkhorn {
         Objects.requireNonNull(potentials, "potentials");
         Objects.requireNonNull(wrt, "wrt");
         if (clouds.batch() != 1) throw new IllegalArgumentException("hvp takes one problem (batch 1, got " + clouds.batch() + ")");
+        if (clouds.isOnCuda()) throw new IllegalArgumentException("clouds: hvp takes x and y in host memory");
         clouds.validateValues();
         long bytes = clouds.dtype().bytes();
         long rows = wrt == Wrt.X ? clouds.n() : clouds.m();
@@ -363,8 +365,9 @@ public final class Sinkhorn {
         s.set(JAVA_LONG, offset(CLOUDS, "n"), c.n());
         s.set(JAVA_LONG, offset(CLOUDS, "m"), c.m());
         s.set(JAVA_LONG, offset(CLOUDS, "d"), c.d());
-        s.set(ADDRESS, offset(CLOUDS, "x"), io.input(c.x()));
-        s.set(ADDRESS, offset(CLOUDS, "y"), io.input(c.y()));
+        s.set(ADDRESS, offset(CLOUDS, "x"), c.isOnCuda() ? c.cudaX().address() : io.input(c.x()));
+        s.set(ADDRESS, offset(CLOUDS, "y"), c.isOnCuda() ? c.cudaY().address() : io.input(c.y()));
+        s.set(JAVA_INT, offset(CLOUDS, "memory"), c.isOnCuda() ? 1 : 0);
         s.set(ADDRESS, offset(CLOUDS, "a"), io.input(c.a()));
         s.set(ADDRESS, offset(CLOUDS, "b"), io.input(c.b()));
         return s;

@@ -114,6 +114,15 @@ class InputValidationTest {
     }
 
     @Test
+    void cudaArrays() {
+        named("host", () -> CudaArray.upload(DType.FLOAT64, MemorySegment.ofArray(new byte[12])));
+        named("host", () -> CudaArray.upload(DType.FLOAT32, MemorySegment.ofArray(new byte[0])));
+        if (Sinkhorn.cudaDeviceCount() > 0) return;  // the rest only where no GPU is usable
+        SinkhornException e = assertThrows(SinkhornException.class, () -> CudaArray.upload(DType.FLOAT64, MemorySegment.ofArray(x)));
+        assertEquals(SinkhornException.Status.NO_DEVICE, e.status());
+    }
+
+    @Test
     void missingCudaDeviceIsAJavaException() {
         if (Sinkhorn.cudaDeviceCount() > 0) return;  // only meaningful where no GPU is usable
         SinkhornOptions cuda = SinkhornOptions.builder().device(Device.CUDA).build();
