@@ -5,7 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.reflect.Constructor;
 import java.util.Random;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
@@ -85,7 +87,7 @@ class CudaInputsTest {
     }
 
     @Test
-    void refusals() {
+    void refusals() throws ReflectiveOperationException {
         MemorySegment[] s = data(DType.FLOAT32);
         SinkhornOptions cpu = SinkhornOptions.builder().device(Device.CPU).eps(0.5).build();
         try (CudaArray x = CudaArray.upload(DType.FLOAT32, s[0]); CudaArray y = CudaArray.upload(DType.FLOAT32, s[1])) {
@@ -107,6 +109,16 @@ class CudaInputsTest {
             }
             e = assertThrows(IllegalArgumentException.class, () -> CudaArray.upload(DType.FLOAT64, MemorySegment.ofArray(new byte[12])));
             assertTrue(e.getMessage().contains("host"), e.getMessage());
+        }
+        // Host memory passed as CUDA memory: the library's own check names it (no device read of it).
+        try (Arena arena = Arena.ofConfined(); CudaArray y = CudaArray.upload(DType.FLOAT32, s[1])) {
+            MemorySegment host = arena.allocate(4L * N * D, 64).copyFrom(s[0]);
+            Constructor<CudaArray> raw = CudaArray.class.getDeclaredConstructor(DType.class, long.class, MemorySegment.class);
+            raw.setAccessible(true);
+            CudaArray notOnDevice = raw.newInstance(DType.FLOAT32, (long) N * D, MemorySegment.ofAddress(host.address()));
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Sinkhorn.divergence(
+                    SinkhornOptions.builder().eps(0.5).build(), Clouds.onCuda(N, M, D, notOnDevice, y, null, null), Outputs.none()));
+            assertTrue(e.getMessage().contains("x is not CUDA memory"), e.getMessage());
         }
         CudaArray closed = CudaArray.upload(DType.FLOAT32, s[0]);
         CudaArray y = CudaArray.upload(DType.FLOAT32, s[1]);
