@@ -296,7 +296,8 @@ void checkAll() {
       {1000, 777, 1, 1, 1, false},   {1000, 1500, 3, 1, 3, false},  {513, 2000, 64, 1, 64, false},
       {2000, 513, 17, 1, 70, false}, {700, 900, 100, 1, 0, false},  {300, 400, 1500, 1, 0, false},
       {257, 300, 130, 1, 130, false}, {3000, 2500, 64, 7, 0, false}, {2000, 2200, 3, 40, 3, true},
-      {5000, 4000, 32, 1, 5, false}, {4000, 6000, 8, 1, 0, false},
+      {5000, 4000, 32, 1, 5, false}, {4000, 6000, 8, 1, 0, false},   {3000, 2500, 64, 1, 0, false},
+      {2000, 1100, 40, 1, 0, false},  {20000, 18000, 64, 1, 0, false},
   };
   for (const Shape& sh : shapes) {
     for (int variant = 0; variant < 3; ++variant) {
@@ -318,6 +319,20 @@ void checkAll() {
         if (prec == 2) runCase<double>(be, prec, p, ref, label);
         else runCase<float>(be, prec, p, ref, label);
       }
+    }
+  }
+  // Huge eps: tiny dots, so that the FP16 kernels scale them (K != 1, see residentScales).
+  for (int64_t d : {3, 64}) {
+    Problem p = makeProblem(rng, 3000, 2600, d, 1, 0, false);
+    p.eps = 1e4;
+    p.useLse = true;
+    const Outputs ref = reference(p);
+    char label[160];
+    std::snprintf(label, sizeof label, "huge eps n3000 m2600 d%lld", (long long)d);
+    for (int prec = 0; prec < 3; ++prec) {
+      CudaBackend be(prec == 0, SK_CUDA_GRAPHS_OFF);
+      if (prec == 2) runCase<double>(be, prec, p, ref, label);
+      else runCase<float>(be, prec, p, ref, label);
     }
   }
   // Pair-weighted averages (the HVP's second moments), plain and batched, k above and below 64.
@@ -613,7 +628,7 @@ void timeExtra(int64_t n, int64_t d, int reps) {
 void smallSolve() {
   std::mt19937_64 rng(3);
   for (int prec = 0; prec < 3; ++prec) {
-    for (int64_t d : {3, 70}) {
+    for (int64_t d : {3, 40, 70}) {
       Problem p = makeProblem(rng, 150, 130, d, 3, d, false);
       p.usePrev = true;
       p.blend = 0.5;
