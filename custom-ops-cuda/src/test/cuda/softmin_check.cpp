@@ -285,6 +285,15 @@ void runCase(CudaBackend& be, int prec, const Problem& p, const Outputs& ref, co
               (long long)ep.mismatchedNan);
 }
 
+// One problem on a fresh backend of each precision (TF32-class, strict float32, float64).
+void runEveryPrecision(const Problem& p, const Outputs& ref, const char* label) {
+  for (int prec = 0; prec < 3; ++prec) {
+    CudaBackend be(prec == 0, SK_CUDA_GRAPHS_OFF);
+    if (prec == 2) runCase<double>(be, prec, p, ref, label);
+    else runCase<float>(be, prec, p, ref, label);
+  }
+}
+
 void checkAll() {
   std::mt19937_64 rng(12345);
   struct Shape {
@@ -314,11 +323,7 @@ void checkAll() {
       char label[160];
       std::snprintf(label, sizeof label, "n%lld m%lld d%lld s%lld k%lld v%d", (long long)sh.n, (long long)sh.m,
                     (long long)sh.d, (long long)sh.segments, (long long)sh.k, variant);
-      for (int prec = 0; prec < 3; ++prec) {
-        CudaBackend be(prec == 0, SK_CUDA_GRAPHS_OFF);
-        if (prec == 2) runCase<double>(be, prec, p, ref, label);
-        else runCase<float>(be, prec, p, ref, label);
-      }
+      runEveryPrecision(p, ref, label);
     }
   }
   // Huge eps: tiny dots, so that the FP16 kernels scale them (K != 1, see residentScales).
@@ -329,11 +334,7 @@ void checkAll() {
     const Outputs ref = reference(p);
     char label[160];
     std::snprintf(label, sizeof label, "huge eps n3000 m2600 d%lld", (long long)d);
-    for (int prec = 0; prec < 3; ++prec) {
-      CudaBackend be(prec == 0, SK_CUDA_GRAPHS_OFF);
-      if (prec == 2) runCase<double>(be, prec, p, ref, label);
-      else runCase<float>(be, prec, p, ref, label);
-    }
+    runEveryPrecision(p, ref, label);
   }
   // Pair-weighted averages (the HVP's second moments), plain and batched, k above and below 64.
   {
@@ -351,11 +352,7 @@ void checkAll() {
       char label[160];
       std::snprintf(label, sizeof label, "pairs n%lld m%lld d%lld s%lld k%lld q%lld", (long long)sh.n,
                     (long long)sh.m, (long long)sh.d, (long long)sh.segments, (long long)sh.k, (long long)sh.q);
-      for (int prec = 0; prec < 3; ++prec) {
-        CudaBackend be(prec == 0, SK_CUDA_GRAPHS_OFF);
-        if (prec == 2) runCase<double>(be, prec, p, ref, label);
-        else runCase<float>(be, prec, p, ref, label);
-      }
+      runEveryPrecision(p, ref, label);
     }
   }
   // Several passes in one call against one pass at a time.
