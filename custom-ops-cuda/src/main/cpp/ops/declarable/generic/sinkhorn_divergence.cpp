@@ -1,7 +1,6 @@
 #include "sinkhorn_divergence.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -14,8 +13,8 @@
 #include "../helpers/cpu/cpu_backend.h"
 #include "../helpers/bounding_box.h"
 #include "../helpers/eps_schedule.h"
-#include "../helpers/host_parallel.h"
 #include "../helpers/hvp.h"
+#include "../helpers/log_weights.h"
 #include "../helpers/plan_product.h"
 #include "../helpers/sinkhorn_solver.h"
 #include "backend_choice.h"
@@ -23,8 +22,6 @@
 
 namespace sinkhorn {
 namespace {
-
-constexpr double kZeroWeightLog = -100000.0;  // log of a zero weight, as GeomLoss
 
 std::vector<int64_t> checkedOffsets(const int64_t* offsets, int64_t batch, int64_t total, const char* name) {
   if (!offsets) {
@@ -46,8 +43,8 @@ void checkFinite(const T* p, int64_t count, const char* name) {
     if (!std::isfinite(double(p[i]))) throw Error(SK_INVALID_ARGUMENT, std::string(name) + " contains NaN or infinite values");
 }
 
-// Weights and their logs; with centring, checked and centred host copies of the clouds (costs are
-// translation invariant) and their diameter.
+// Weights (and, for host-side use, their logs); with centring, checked and centred host copies of
+// the clouds (costs are translation invariant) and their diameter.
 template <typename T>
 struct PreparedClouds {
   std::unique_ptr<T[]> x, y;  // left uninitialised until the parallel centring writes them
@@ -55,44 +52,33 @@ struct PreparedClouds {
   double diameter = 0;
 };
 
-// A log costs about what copying kLogCost values does: the rows of given weights are split over
-// host threads by that work (0.7 ms of one thread at n = m = 50000 otherwise).
-constexpr int64_t kLogCost = 8;
-
+// Checked copies of the weights (uniform over each problem when w is null). A problem's mass is
+// positive when one of its finite, non-negative weights is.
 template <typename T>
-void prepareWeights(const T* w, const std::vector<int64_t>& offsets, const char* name, std::vector<T>& weights,
-                    std::vector<T>& logs) {
+void prepareWeights(const T* w, const std::vector<int64_t>& offsets, const char* name, std::vector<T>& weights) {
   const int64_t rows = offsets.back();
-  weights.resize(rows), logs.resize(rows);
+  weights.resize(rows);
   if (!w) {
-    for (size_t s = 0; s + 1 < offsets.size(); ++s) {
-      const double v = 1.0 / double(offsets[s + 1] - offsets[s]);
-      std::fill(weights.begin() + offsets[s], weights.begin() + offsets[s + 1], T(v));
-      std::fill(logs.begin() + offsets[s], logs.begin() + offsets[s + 1], T(std::log(v)));
-    }
+    for (size_t s = 0; s + 1 < offsets.size(); ++s)
+      std::fill(weights.begin() + offsets[s], weights.begin() + offsets[s + 1], T(1.0 / double(offsets[s + 1] - offsets[s])));
     return;
   }
-  std::atomic<bool> invalid{false};
-  helpers::forRowChunks(rows, helpers::hostChunkCount(rows, kLogCost), [&](int, int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const double v = double(w[i]);
-      if (!(std::isfinite(v) && v >= 0)) invalid = true;
-      weights[i] = T(v);
-      logs[i] = T(v > 0 ? std::log(v) : kZeroWeightLog);
-    }
-  });
-  if (invalid) throw Error(SK_INVALID_ARGUMENT, std::string(name) + " must be finite and non-negative");
-  for (size_t s = 0; s + 1 < offsets.size(); ++s) {
-    double mass = 0;
-    for (int64_t i = offsets[s]; i < offsets[s + 1]; ++i) mass += double(w[i]);
-    require(mass > 0, std::string(name) + ": every problem of the batch needs a positive total mass");
+  bool valid = true;
+  for (int64_t i = 0; i < rows; ++i) {
+    const T v = w[i];
+    valid = valid & (std::isfinite(v) & (v >= T(0)));
+    weights[i] = v;
   }
+  if (!valid) throw Error(SK_INVALID_ARGUMENT, std::string(name) + " must be finite and non-negative");
+  for (size_t s = 0; s + 1 < offsets.size(); ++s)
+    require(std::any_of(w + offsets[s], w + offsets[s + 1], [](T v) { return v > T(0); }),
+            std::string(name) + ": every problem of the batch needs a positive total mass");
 }
 
-// centreOnHost false leaves x and y as given: the divergence solver checks and centres them on its
-// backend.
+// onHost false leaves x and y as given and the weights without logs: the divergence solver checks,
+// centres and takes logs on its backend. onHost true does that here, for plan products and HVPs.
 template <typename T>
-PreparedClouds<T> prepare(const sk_clouds& c, bool centreOnHost) {
+PreparedClouds<T> prepare(const sk_clouds& c, bool onHost) {
   require(c.n >= 1 && c.m >= 1, "x and y must hold at least one point each");
   PreparedClouds<T> pc;
   helpers::HostClouds<T>& h = pc.host;
@@ -101,10 +87,13 @@ PreparedClouds<T> prepare(const sk_clouds& c, bool centreOnHost) {
   h.yOffsets = checkedOffsets(c.y_offsets, c.batch, c.m, "y_offsets");
   const T* x = static_cast<const T*>(c.x);
   const T* y = static_cast<const T*>(c.y);
-  prepareWeights(static_cast<const T*>(c.a), h.xOffsets, "a", h.a, h.logA);
-  prepareWeights(static_cast<const T*>(c.b), h.yOffsets, "b", h.b, h.logB);
+  prepareWeights(static_cast<const T*>(c.a), h.xOffsets, "a", h.a);
+  prepareWeights(static_cast<const T*>(c.b), h.yOffsets, "b", h.b);
   h.x = x, h.y = y;
-  if (!centreOnHost) return pc;
+  if (!onHost) return pc;
+  h.logA.resize(h.a.size()), h.logB.resize(h.b.size());
+  helpers::logWeightsOnHost(h.a.data(), c.n, h.logA.data());
+  helpers::logWeightsOnHost(h.b.data(), c.m, h.logB.data());
   helpers::BoundingBox box(c.d);
   if (!helpers::extendBox(box, x, c.n, c.d)) throw Error(SK_INVALID_ARGUMENT, "x contains NaN or infinite values");
   if (!helpers::extendBox(box, y, c.m, c.d)) throw Error(SK_INVALID_ARGUMENT, "y contains NaN or infinite values");

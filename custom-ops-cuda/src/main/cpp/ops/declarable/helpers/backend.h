@@ -9,6 +9,8 @@
 //                                         const int64_t* offsets, int64_t segments, double* hostOut);
 //   template <typename T> bool extend(BoundingBox& box, const T* x, int64_t rows, int64_t d);  // false: NaN/inf in x
 //   template <typename T> void translate(T* x, int64_t rows, int64_t d, const std::vector<double>& shift);  // x -= shift
+//   template <typename T> void logWeights(const T* w, int64_t rows, T* out);  // out_i = log w_i (kZeroWeightLog for 0)
+//   void zero(void* p, size_t bytes);
 //   template <typename T> void pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq,
 //                                            int64_t rows, int64_t d, T* out);  // cp (x - bary) - cq (x - selfBary)
 //   template <typename Work> void repeat(int64_t times, int64_t entries, bool sameAsLast, Work&& work);
@@ -52,6 +54,7 @@ class Buffer {
   size_t size() const { return count_; }
   void upload(const U* host) { if (count_) backend_->upload(data_, host, count_ * sizeof(U)); }
   void download(U* host) const { if (count_) backend_->download(host, data_, count_ * sizeof(U)); }
+  void zero() { if (count_) backend_->zero(data_, count_ * sizeof(U)); }
   // From device memory of a backend that reads it (Backend::kReadsCudaMemory); what names the source.
   void copyFromDevice(const U* device, const char* what) {
     if (count_) backend_->copyFromDevice(data_, device, count_ * sizeof(U), what);

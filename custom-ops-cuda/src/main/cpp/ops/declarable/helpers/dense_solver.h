@@ -153,8 +153,7 @@ class DenseSolver {
   void iterate(std::vector<int32_t>& iterations, std::vector<int32_t>& converged) {
     const int64_t batch = hp_.batch;
     Vec fNext(be_, rows_), gNext(be_, cols_);
-    f_.upload(std::vector<T>(rows_, T(0)).data());
-    g_.upload(std::vector<T>(cols_, T(0)).data());
+    f_.zero(), g_.zero();
     biasB_.upload(hp_.log2B.data());  // the column biases of g = 0
     std::vector<uint8_t> activeHost(batch, 1);
     Buffer<uint8_t, Backend> active(be_, activeHost);

@@ -51,8 +51,10 @@ struct HostClouds {
   const T* x;
   const T* y;
   bool cudaMemory = false;  // x and y are device pointers (sk_memory CUDA), read by a CUDA backend
-  std::vector<T> logA, logB;  // log weights, -100000 for zero weights (as GeomLoss)
   std::vector<T> a, b;
+  // Log weights (log_weights.h), for the host-side consumers (plan products, HVPs) only: the
+  // divergence solver takes them on its backend.
+  std::vector<T> logA, logB;
   int64_t n, m, d;
   std::vector<int64_t> xOffsets, yOffsets;  // segments + 1 each
   int64_t segments() const { return static_cast<int64_t>(xOffsets.size()) - 1; }
@@ -74,14 +76,19 @@ class DivergenceSolver {
 
  public:
   // Uploads the clouds (or copies them on the device), checks that they are finite, measures and
-  // centres them; cost is c.
+  // centres them, and takes the weights' logs; cost is c.
   DivergenceSolver(Backend& backend, const HostClouds<T>& clouds, double cost)
       : be_(backend), hc_(clouds), segments_(clouds.segments()),
         x_(backend, clouds.n * clouds.d), y_(backend, clouds.m * clouds.d),
-        xSq_(backend, clouds.n), ySq_(backend, clouds.m), logA_(backend, clouds.logA), logB_(backend, clouds.logB),
+        xSq_(backend, clouds.n), ySq_(backend, clouds.m), logA_(backend, clouds.n), logB_(backend, clouds.m),
         xOff_(backend, clouds.xOffsets), yOff_(backend, clouds.yOffsets),
         active_(backend, std::vector<uint8_t>(segments_, 1)) {
     st_.cost = cost;
+    {
+      const Vec a(backend, clouds.a), b(backend, clouds.b);
+      be_.logWeights(a.get(), clouds.n, logA_.get());
+      be_.logWeights(b.get(), clouds.m, logB_.get());
+    }
     for (int64_t s = 0; s < segments_; ++s)
       crossEntries_ += (clouds.xOffsets[s + 1] - clouds.xOffsets[s]) * (clouds.yOffsets[s + 1] - clouds.yOffsets[s]);
     if (!clouds.cudaMemory) {
@@ -135,8 +142,8 @@ class DivergenceSolver {
       }
       be_.softmin(passes.data(), static_cast<int>(passes.size()));
     } else {
-      zero(pot_.f, hc_.n), zero(pot_.g, hc_.m);
-      if (st_.debias) zero(pot_.fAa, hc_.n), zero(pot_.gBb, hc_.m);
+      pot_.f.zero(), pot_.g.zero();
+      if (st_.debias) pot_.fAa.zero(), pot_.gBb.zero();
     }
 
     // Runs of iterations between two stops (a threshold check or the end). At the final eps the
@@ -240,8 +247,6 @@ class DivergenceSolver {
     passes.push_back(xFromX(eps, from.fAa.get(), from.fAa.get(), 0.5, to.fAa.get()));
     passes.push_back(yFromY(eps, from.gBb.get(), from.gBb.get(), 0.5, to.gBb.get()));
   }
-
-  void zero(Vec& v, int64_t count) { v.upload(std::vector<T>(count, T(0)).data()); }
 
   void measureChange(std::vector<double>& change) {
     std::vector<double> part(segments_);

@@ -16,6 +16,9 @@
 namespace sinkhorn {
 namespace helpers {
 
+// log w of a zero weight (GeomLoss's): the column drops out of every log-sum-exp with no -inf.
+constexpr double kZeroWeightLog = -100000.0;
+
 // All pointers are backend memory (device memory on CUDA). Batches are independent segments:
 // rows xOffsets[s]..xOffsets[s+1] of x only see columns yOffsets[s]..yOffsets[s+1] of y.
 template <typename T>
@@ -30,7 +33,7 @@ struct SoftminPass {
   int64_t m;               // yOffsets[segments]
   const T* xSqNorm;        // c|x_i|^2
   const T* ySqNorm;        // c|y_j|^2
-  const T* yLogWeights;    // w_j = log b_j (-100000 for zero weights)
+  const T* yLogWeights;    // w_j = log b_j (kZeroWeightLog for zero weights)
   const T* yPotential;     // h_j, or nullptr for h = 0
   T eps;
   T cost;                  // c

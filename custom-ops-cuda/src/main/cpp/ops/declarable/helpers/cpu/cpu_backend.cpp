@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "../bounding_box.h"
+#include "../log_weights.h"
 #include "softmin_kernel.h"
 
 namespace sinkhorn {
@@ -313,6 +314,11 @@ void CpuBackend::translate(T* x, int64_t rows, int64_t d, const std::vector<doub
 }
 
 template <typename T>
+void CpuBackend::logWeights(const T* w, int64_t rows, T* out) {
+  logWeightsOnHost(w, rows, out);
+}
+
+template <typename T>
 void CpuBackend::pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows,
                                int64_t d, T* out) {
   forRowChunks(rows, hostChunkCount(rows, d), [&](int, int64_t begin, int64_t end) {
@@ -370,6 +376,7 @@ bool CpuBackend::planSupport(const SoftminPass<T>& p, const T* lse, double minWe
                                           double*);                                                          \
   template bool CpuBackend::extend<T>(BoundingBox&, const T*, int64_t, int64_t);                             \
   template void CpuBackend::translate<T>(T*, int64_t, int64_t, const std::vector<double>&);                  \
+  template void CpuBackend::logWeights<T>(const T*, int64_t, T*);                                            \
   template void CpuBackend::pointGradient<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, \
                                              T*);
 SINKHORN_CPU_INSTANTIATE(float)

@@ -47,6 +47,7 @@ class CpuBackend {
   void release(void* p) noexcept { std::free(p); }
   void upload(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+  void zero(void* p, size_t bytes) { std::memset(p, 0, bytes); }
 
   template <typename T>
   void squaredNorms(const T* x, int64_t rows, int64_t d, T scale, T* out);
@@ -59,6 +60,8 @@ class CpuBackend {
   bool extend(BoundingBox& box, const T* x, int64_t rows, int64_t d);
   template <typename T>
   void translate(T* x, int64_t rows, int64_t d, const std::vector<double>& shift);
+  template <typename T>
+  void logWeights(const T* w, int64_t rows, T* out);
   template <typename T>
   void pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows, int64_t d,
                      T* out);

@@ -486,6 +486,14 @@ void CudaBackend::download(void* hostDst, const void* src, size_t bytes) {
   cuda::check(cudaStreamSynchronize(s.stream), "download (device to host copy)");
 }
 
+void CudaBackend::zero(void* p, size_t bytes) {
+  if (bytes == 0) return;
+  BackendState& s = *state_;
+  s.select();
+  s.forgetPrepared(p, bytes);
+  cuda::check(cudaMemsetAsync(p, 0, bytes, s.stream), "zero fill (memset)");
+}
+
 void CudaBackend::synchronize() {
   state_->select();
   cuda::check(cudaStreamSynchronize(state_->stream), "stream synchronisation");
@@ -685,17 +693,19 @@ bool CudaBackend::extend(BoundingBox& box, const T* x, int64_t rows, int64_t d) 
   BackendState& s = *state_;
   s.select();
   if (rows <= 0) return true;
-  const size_t perSide = size_t(cuda::extentBlocks(rows) * d);
-  Buffer<T, CudaBackend> lo(*this, perSide), hi(*this, perSide);
-  Buffer<int, CudaBackend> nonFinite(*this, 1);
-  cuda::launchColumnExtent(x, rows, d, lo.get(), hi.get(), nonFinite.get(), s.stream);
+  // One allocation and one download: the flag in the first sizeof(T) bytes, then the parts (minima,
+  // maxima) of which the first 2d values are the cloud's.
+  Buffer<T, CudaBackend> flagAndParts(*this, 1 + size_t(cuda::extentBlocks(rows) * 2 * d));
+  int* nonFinite = reinterpret_cast<int*>(flagAndParts.get());
+  cuda::launchColumnExtent(x, rows, d, flagAndParts.get() + 1, nonFinite, s.stream);
   cuda::check(cudaGetLastError(), "cloud extent kernel launch");
-  std::vector<T> l(d), h(d);
+  std::vector<T> summary(1 + 2 * size_t(d));
+  download(summary.data(), flagAndParts.get(), summary.size() * sizeof(T));
   int bad = 0;
-  download(l.data(), lo.get(), size_t(d) * sizeof(T));
-  download(h.data(), hi.get(), size_t(d) * sizeof(T));
-  download(&bad, nonFinite.get(), sizeof(int));
-  for (int64_t t = 0; t < d; ++t) box.lo[t] = std::min(box.lo[t], double(l[t])), box.hi[t] = std::max(box.hi[t], double(h[t]));
+  std::memcpy(&bad, summary.data(), sizeof(int));
+  const T* lo = summary.data() + 1;
+  const T* hi = lo + d;
+  for (int64_t t = 0; t < d; ++t) box.lo[t] = std::min(box.lo[t], double(lo[t])), box.hi[t] = std::max(box.hi[t], double(hi[t]));
   return bad == 0;
 }
 
@@ -707,6 +717,15 @@ void CudaBackend::translate(T* x, int64_t rows, int64_t d, const std::vector<dou
   cuda::launchTranslate(x, rows, d, onDevice.get(), s.stream);
   cuda::check(cudaGetLastError(), "translation kernel launch");
   s.written(x, rows * d);
+}
+
+template <typename T>
+void CudaBackend::logWeights(const T* w, int64_t rows, T* out) {
+  BackendState& s = *state_;
+  s.select();
+  cuda::launchLogWeights(w, rows, out, s.stream);
+  cuda::check(cudaGetLastError(), "log weights kernel launch");
+  s.written(out, rows);
 }
 
 template <typename T>
@@ -885,6 +904,7 @@ void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
                                            double*);                                                  \
   template bool CudaBackend::extend<T>(BoundingBox&, const T*, int64_t, int64_t);                       \
   template void CudaBackend::translate<T>(T*, int64_t, int64_t, const std::vector<double>&);            \
+  template void CudaBackend::logWeights<T>(const T*, int64_t, T*);                                      \
   template bool CudaBackend::planSupport<T>(const SoftminPass<T>&, const T*, double, int64_t, PlanSupport&); \
   template void CudaBackend::pointGradient<T>(const T*, const T*, const T*, const T*, const T*, int64_t, \
                                               int64_t, T*);

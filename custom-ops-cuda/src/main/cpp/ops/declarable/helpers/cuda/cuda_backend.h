@@ -47,6 +47,7 @@ class CudaBackend {
   void release(void* p) noexcept;
   void upload(void* dst, const void* hostSrc, size_t bytes);
   void download(void* hostDst, const void* src, size_t bytes);
+  void zero(void* p, size_t bytes);
 
   // out_i = scale |x_i|^2
   template <typename T>
@@ -65,6 +66,9 @@ class CudaBackend {
   // x_ij -= shift_j
   template <typename T>
   void translate(T* x, int64_t rows, int64_t d, const std::vector<double>& shift);
+  // out_i = log w_i, kZeroWeightLog for w_i = 0 (../softmin.h)
+  template <typename T>
+  void logWeights(const T* w, int64_t rows, T* out);
   // out_ij = cp_i (x_ij - bary_ij) - cq_i (x_ij - selfBary_ij); selfBary and cq may be null.
   template <typename T>
   void pointGradient(const T* x, const T* bary, const T* cp, const T* selfBary, const T* cq, int64_t rows, int64_t d,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "../softmin.h"
 #include "softmin_common.cuh"
 #include "softmin_launch.h"
 
@@ -69,13 +70,15 @@ __global__ void __launch_bounds__(kReduceThreads)
   }
 }
 
-// Per-column extent of rows [b * rowsPerBlock, ...) into lo/hi[b * d + c], and whether a value is
-// not finite. With d below the block size, blockDim / d threads share a column (rows strided among
+// Per-column extent of rows [b * rowsPerBlock, ...) into parts[b * 2d + c] (minimum) and
+// parts[b * 2d + d + c] (maximum), and whether a value is not finite. With d below the block size, blockDim / d threads share a column (rows strided among
 // them) and are folded through shared memory; otherwise each thread owns columns c, c + blockDim...
 template <typename T>
 __global__ void __launch_bounds__(kReduceThreads)
-    columnExtentKernel(const T* __restrict__ x, int64_t rows, int64_t d, int64_t rowsPerBlock, T* __restrict__ lo,
-                       T* __restrict__ hi, int* __restrict__ nonFinite) {
+    columnExtentKernel(const T* __restrict__ x, int64_t rows, int64_t d, int64_t rowsPerBlock, T* __restrict__ parts,
+                       int* __restrict__ nonFinite) {
+  T* lo = parts + blockIdx.x * 2 * d;
+  T* hi = lo + d;
   __shared__ T sLo[kReduceThreads], sHi[kReduceThreads];
   const int t = threadIdx.x;
   const int64_t begin = int64_t(blockIdx.x) * rowsPerBlock, end = min(rows, begin + rowsPerBlock);
@@ -97,23 +100,31 @@ __global__ void __launch_bounds__(kReduceThreads)
       __syncthreads();
       if (t < d) {
         for (int64_t k = 1; k < lanes; ++k) l = min(l, sLo[t + k * d]), h = max(h, sHi[t + k * d]);
-        lo[blockIdx.x * d + t] = l, hi[blockIdx.x * d + t] = h;
+        lo[t] = l, hi[t] = h;
       }
     } else if (c < d) {
-      lo[blockIdx.x * d + c] = l, hi[blockIdx.x * d + c] = h;
+      lo[c] = l, hi[c] = h;
     }
   }
   if (__syncthreads_or(bad) && t == 0) *nonFinite = 1;
 }
 
-// Folds the blocks' extents: lo[c] = min_b lo[b * d + c] (in place), the same for hi.
+// Folds the blocks' extents into block 0's (in place): parts[c] = min_b parts[b * 2d + c], the same
+// for the maxima at d + c. One CTA per column, its threads striding over the blocks: a single thread
+// walking 1024 blocks' partials waits on that many dependent L2 round trips (~70 us).
 template <typename T>
-__global__ void __launch_bounds__(kReduceThreads) foldExtentKernel(T* lo, T* hi, int64_t d, int64_t blocks) {
-  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c >= d) return;
-  T l = lo[c], h = hi[c];
-  for (int64_t b = 1; b < blocks; ++b) l = min(l, lo[b * d + c]), h = max(h, hi[b * d + c]);
-  lo[c] = l, hi[c] = h;
+__global__ void __launch_bounds__(kReduceThreads) foldExtentKernel(T* parts, int64_t d, int64_t blocks) {
+  __shared__ T sLo[kReduceThreads], sHi[kReduceThreads];
+  const int64_t c = blockIdx.x;
+  const int t = threadIdx.x;
+  T l = INFINITY, h = -INFINITY;
+  for (int64_t b = t; b < blocks; b += kReduceThreads) l = min(l, parts[b * 2 * d + c]), h = max(h, parts[b * 2 * d + d + c]);
+  sLo[t] = l, sHi[t] = h;
+  for (int width = kReduceThreads / 2; width > 0; width /= 2) {
+    __syncthreads();
+    if (t < width) sLo[t] = min(sLo[t], sLo[t + width]), sHi[t] = max(sHi[t], sHi[t + width]);
+  }
+  if (t == 0) parts[c] = sLo[0], parts[d + c] = sHi[0];
 }
 
 // x_ij -= shift_j
@@ -122,6 +133,14 @@ __global__ void __launch_bounds__(kReduceThreads)
     translateKernel(T* __restrict__ x, int64_t count, int64_t d, const T* __restrict__ shift) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += stride) x[e] -= shift[e % d];
+}
+
+// In double for both precisions: the same values as the host's logWeightsOnHost.
+template <typename T>
+__global__ void __launch_bounds__(kReduceThreads) logWeightsKernel(const T* __restrict__ w, int64_t rows, T* __restrict__ out) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < rows; i += stride)
+    out[i] = T(w[i] > 0 ? log(double(w[i])) : kZeroWeightLog);
 }
 
 // out_ij = cp_i (x_ij - bary_ij) - cq_i (x_ij - selfBary_ij), the second term only with selfBary.
@@ -166,19 +185,25 @@ void launchMaxAbsDiff(const T* a, const T* b, int64_t n, const int64_t* offsets,
 int64_t extentBlocks(int64_t rows) { return std::max<int64_t>(1, std::min<int64_t>(rows / 64, 1024)); }
 
 template <typename T>
-void launchColumnExtent(const T* x, int64_t rows, int64_t d, T* lo, T* hi, int* nonFinite, void* stream) {
+void launchColumnExtent(const T* x, int64_t rows, int64_t d, T* parts, int* nonFinite, void* stream) {
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   const int64_t blocks = extentBlocks(rows);
   cudaMemsetAsync(nonFinite, 0, sizeof(int), st);
-  columnExtentKernel<T><<<unsigned(blocks), kReduceThreads, 0, st>>>(x, rows, d, (rows + blocks - 1) / blocks, lo, hi,
+  columnExtentKernel<T><<<unsigned(blocks), kReduceThreads, 0, st>>>(x, rows, d, (rows + blocks - 1) / blocks, parts,
                                                                      nonFinite);
-  foldExtentKernel<T><<<unsigned((d + kReduceThreads - 1) / kReduceThreads), kReduceThreads, 0, st>>>(lo, hi, d, blocks);
+  foldExtentKernel<T><<<unsigned(d), kReduceThreads, 0, st>>>(parts, d, blocks);
 }
 
 template <typename T>
 void launchTranslate(T* x, int64_t rows, int64_t d, const T* shift, void* stream) {
   if (rows <= 0) return;
   translateKernel<T><<<blocksFor(rows * d), kReduceThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, rows * d, d, shift);
+}
+
+template <typename T>
+void launchLogWeights(const T* w, int64_t rows, T* out, void* stream) {
+  if (rows <= 0) return;
+  logWeightsKernel<T><<<blocksFor(rows), kReduceThreads, 0, static_cast<cudaStream_t>(stream)>>>(w, rows, out);
 }
 
 template <typename T>
@@ -190,8 +215,9 @@ void launchPointGradient(const T* x, const T* bary, const T* cp, const T* selfBa
 }
 
 #define SINKHORN_CUDA_PREPARATION(T)                                                                              \
-  template void launchColumnExtent<T>(const T*, int64_t, int64_t, T*, T*, int*, void*);                           \
+  template void launchColumnExtent<T>(const T*, int64_t, int64_t, T*, int*, void*);                           \
   template void launchTranslate<T>(T*, int64_t, int64_t, const T*, void*);                                        \
+  template void launchLogWeights<T>(const T*, int64_t, T*, void*);                                                \
   template void launchPointGradient<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, T*, void*);
 SINKHORN_CUDA_PREPARATION(float)
 SINKHORN_CUDA_PREPARATION(double)

@@ -98,12 +98,15 @@ void simtLaunch(int kv, bool pair, const LaunchArgs<T>& a, void* stream);
 template <typename T>
 void launchSquaredNorms(const T* x, int64_t rows, int64_t d, T scale, T* out, void* stream);
 
-// Extent of a cloud (rows x d): lo and hi hold extentBlocks(rows) x d values, the first d of which
-// are the column minima and maxima after the launch; *nonFinite becomes 1 if x holds a NaN or an
-// infinity.
+// Extent of a cloud (rows x d): parts holds extentBlocks(rows) x 2d values, the first 2d of which
+// are the column minima, then the maxima, after the launch; *nonFinite becomes 1 if x holds a NaN
+// or an infinity.
 int64_t extentBlocks(int64_t rows);
 template <typename T>
-void launchColumnExtent(const T* x, int64_t rows, int64_t d, T* lo, T* hi, int* nonFinite, void* stream);
+void launchColumnExtent(const T* x, int64_t rows, int64_t d, T* parts, int* nonFinite, void* stream);
+// out_i = log w_i, kZeroWeightLog for w_i = 0.
+template <typename T>
+void launchLogWeights(const T* w, int64_t rows, T* out, void* stream);
 // x_ij -= shift_j (shift: d values in device memory).
 template <typename T>
 void launchTranslate(T* x, int64_t rows, int64_t d, const T* shift, void* stream);
