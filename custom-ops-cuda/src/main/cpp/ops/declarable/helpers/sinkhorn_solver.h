@@ -118,10 +118,11 @@ class DivergenceSolver {
   void solve(const SolverSettings& settings, const HostOutputs<T>& out) {
     st_ = settings;
     const bool gradX = out.gradX != nullptr, gradY = out.gradY != nullptr;
-    for (PotentialSet* p : {&pot_, &next_}) {
+    for (PotentialSet* p : {&pot_, &next_, &lseCarry_}) {
       p->f = Vec(be_, hc_.n), p->g = Vec(be_, hc_.m);
       if (st_.debias) p->fAa = Vec(be_, hc_.n), p->gBb = Vec(be_, hc_.m);
     }
+    carryEps_ = std::numeric_limits<double>::quiet_NaN();
     if (gradX) baryXY_ = Vec(be_, hc_.n * hc_.d);
     if (gradY) baryYX_ = Vec(be_, hc_.m * hc_.d);
     if (gradX && st_.debias) baryXX_ = Vec(be_, hc_.n * hc_.d);
@@ -147,8 +148,9 @@ class DivergenceSolver {
     }
 
     // Runs of iterations between two stops (a threshold check or the end). At the final eps the
-    // iterations repeat identically up to the swap of pot_ and next_, so pairs of them, from an even
-    // offset into the fixed-eps phase (where pot_ holds the buffers it held at the first pair), go to
+    // iterations repeat identically up to the swap of pot_ and next_, so pairs of them, from an odd
+    // offset into the fixed-eps phase (where pot_ holds the buffers it held at the first pair, and
+    // after one iteration at that eps, so that every repeated pass has a reference to carry), go to
     // the backend as repeated work: the CUDA backend replays them as a CUDA graph.
     const size_t total = epsList.size();
     size_t done = 0;
@@ -156,7 +158,7 @@ class DivergenceSolver {
     while (done < total) {
       const size_t end = runEnd(done);
       const double eps = epsList[done];
-      if (end - done >= 2 && done >= st_.firstCheck && (done - st_.firstCheck) % 2 == 0) {
+      if (end - done >= 2 && done > st_.firstCheck && (done - st_.firstCheck) % 2 == 1) {
         const int64_t pairs = static_cast<int64_t>((end - done) / 2);
         be_.repeat(pairs, crossEntries_, pairsQueued, [&] {
           queueIteration(eps, pot_, next_);
@@ -225,27 +227,32 @@ class DivergenceSolver {
     return std::min(total, st_.firstCheck + ((done - st_.firstCheck) / inner + 1) * inner);
   }
 
-  // Queues one iteration at eps: every potential of `to` from those of `from`.
+  // Queues one iteration at eps: every potential of `to` from those of `from`. Each pass carries its
+  // reference (SoftminPass::lseCarry) from the same pass of the iteration before when that one ran at
+  // eps too: it read then the potential that `to` holds now (or, for the alternating g, `from`'s f).
   void queueIteration(double eps, const PotentialSet& from, PotentialSet& to) {
+    const bool again = eps == carryEps_;
+    carryEps_ = eps;
+    auto carried = [&](SoftminPass<T> p, const Vec& carry, const Vec& before) {
+      p.lseCarry = carry.get(), p.yPotentialPrev = again ? before.get() : nullptr;
+      return p;
+    };
     std::vector<SoftminPass<T>> passes;
     if (st_.symmetric) {
-      passes = {xFromY(eps, from.g.get(), from.f.get(), 0.5, to.f.get()),
-                yFromX(eps, from.f.get(), from.g.get(), 0.5, to.g.get())};
-      addSelfPasses(passes, eps, from, to);
-      be_.softmin(passes.data(), static_cast<int>(passes.size()));
+      passes = {carried(xFromY(eps, from.g.get(), from.f.get(), 0.5, to.f.get()), lseCarry_.f, to.g),
+                carried(yFromX(eps, from.f.get(), from.g.get(), 0.5, to.g.get()), lseCarry_.g, to.f)};
     } else {
-      passes = {xFromY(eps, from.g.get(), from.f.get(), 0, to.f.get())};
-      addSelfPasses(passes, eps, from, to);
-      be_.softmin(passes.data(), static_cast<int>(passes.size()));
-      passes = {yFromX(eps, to.f.get(), from.g.get(), 0, to.g.get())};
+      passes = {carried(xFromY(eps, from.g.get(), from.f.get(), 0, to.f.get()), lseCarry_.f, to.g)};
+    }
+    if (st_.debias) {
+      passes.push_back(carried(xFromX(eps, from.fAa.get(), from.fAa.get(), 0.5, to.fAa.get()), lseCarry_.fAa, to.fAa));
+      passes.push_back(carried(yFromY(eps, from.gBb.get(), from.gBb.get(), 0.5, to.gBb.get()), lseCarry_.gBb, to.gBb));
+    }
+    be_.softmin(passes.data(), static_cast<int>(passes.size()));
+    if (!st_.symmetric) {
+      passes = {carried(yFromX(eps, to.f.get(), from.g.get(), 0, to.g.get()), lseCarry_.g, from.f)};
       be_.softmin(passes.data(), 1);
     }
-  }
-
-  void addSelfPasses(std::vector<SoftminPass<T>>& passes, double eps, const PotentialSet& from, PotentialSet& to) {
-    if (!st_.debias) return;
-    passes.push_back(xFromX(eps, from.fAa.get(), from.fAa.get(), 0.5, to.fAa.get()));
-    passes.push_back(yFromY(eps, from.gBb.get(), from.gBb.get(), 0.5, to.gBb.get()));
   }
 
   void measureChange(std::vector<double>& change) {
@@ -393,6 +400,8 @@ class DivergenceSolver {
   std::vector<uint8_t> activeHost_;
   int64_t crossEntries_ = 0;  // sum over the segments of n_s m_s: the cost entries of a pass of x from y
   PotentialSet pot_, next_;  // the current potentials and the next iteration's
+  PotentialSet lseCarry_;    // each pass's reference carry (SoftminPass::lseCarry), by the potential it updates
+  double carryEps_ = 0;      // eps of the iteration queued last (NaN: none yet)
   Vec baryXY_, baryYX_, baryXX_, baryYY_;
 };
 

@@ -56,6 +56,13 @@ struct SoftminPass {
   T* pairAvg;
   // Optional per-segment flags: an inactive segment writes out_i = prev_i (or nothing without prev).
   const uint8_t* active;
+  // Optional reference carry between the runs of one pass at one eps (value passes; backends may
+  // ignore it): lseCarry (n values) holds what this pass's previous run left there, and this run
+  // overwrites it. yPotentialPrev is the potential that run read, or nullptr when there was none at
+  // this eps (the run then only writes lseCarry). The CUDA tensor-core kernels keep each row's
+  // base-2 log-sum-exp there and start the next run's reference from it (cuda/softmin_tensor.cu).
+  T* lseCarry;
+  const T* yPotentialPrev;
 };
 
 }  // namespace helpers

@@ -837,25 +837,36 @@ void CudaBackend::softmin(const SoftminPass<T>* passes, int count) {
       q.xPrep = q.yPrep = nullptr;
       q.xInfo = q.yInfo = nullptr;
       q.bias = nullptr;
+      q.lseCarry = nullptr;
+      q.yPotentialPrev = nullptr;
+      q.drift = nullptr;
       q.ldPrep = 0;
       if constexpr (std::is_same<T, float>::value) {
         if (tf32) {
           q.ldPrep = cuda::preparedFormat(p.d).ldWords;
           std::tie(q.xPrep, q.xInfo) = s.prepare(p.x, p.n, p.d);
           std::tie(q.yPrep, q.yInfo) = s.prepare(p.y, p.m, p.d);
+          if (kv == 0 && p.lseCarry) q.lseCarry = p.lseCarry, q.yPotentialPrev = p.yPotentialPrev;
         }
       }
       q.rowTiles = (p.n + shape.bm - 1) / shape.bm;
       q.colTiles = (p.m + shape.bn - 1) / shape.bn;
     }
     if (args.count > 0 && tf32) {
-      size_t biasCount = 0;
+      // The passes' biases, then one drift value per pass.
+      size_t biasCount = cuda::kMaxPasses;
       for (int i = 0; i < args.count; ++i) biasCount += size_t(args.pass[i].m + cuda::kPrepRowPadding);
       float* b = static_cast<float*>(s.workspace(s.biases, s.biasesBytes, biasCount * sizeof(float)));
+      float* drift = b + biasCount - cuda::kMaxPasses;
+      bool carried = false;
       for (int i = 0; i < args.count; ++i) {
         args.pass[i].bias = b;
         b += args.pass[i].m + cuda::kPrepRowPadding;
+        args.pass[i].drift = drift + i;
+        carried = carried || args.pass[i].yPotentialPrev;
       }
+      if (carried)
+        cuda::check(cudaMemsetAsync(drift, 0, cuda::kMaxPasses * sizeof(float), s.stream), "softmin drift (memset)");
     }
     if (args.count > 0) {
       int64_t total = 0;

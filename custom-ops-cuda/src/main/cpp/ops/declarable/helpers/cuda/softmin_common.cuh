@@ -147,6 +147,7 @@ __device__ __forceinline__ void finalizeRow(const DevicePass<T>& p, int64_t i, T
   const T updated = p.damping * softmin;
   p.out[i] = p.prev && p.blend != T(0) ? p.blend * p.prev[i] + (T(1) - p.blend) * updated : updated;
   if (p.lse) p.lse[i] = lse;
+  if (p.lseCarry) p.lseCarry[i] = lse2;
 }
 
 // Merges the stream-K partials of row tiles split between CTAs. A split tile is merged by the CTA

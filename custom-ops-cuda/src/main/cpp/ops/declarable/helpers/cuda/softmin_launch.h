@@ -41,6 +41,12 @@ struct DevicePass {
   const float* xInfo;
   const float* yInfo;
   const float* bias;  // m + kPrepRowPadding biases (workspace written by the bias kernel)
+  // Reference carry (value passes of the tensor-core kernels, see ../softmin.h); drift is the bias
+  // kernel's max_j |u_j - uPrev_j| (base 2; zeroed before the launch), the most a row's log-sum-exp
+  // can have moved since the carry was written.
+  T* lseCarry;
+  const T* yPotentialPrev;
+  float* drift;
   int64_t ldPrep;
   int64_t segments, n, m, d, k;
   int64_t q, pairK;   // pair weights' dimension, pair-averaged columns of v

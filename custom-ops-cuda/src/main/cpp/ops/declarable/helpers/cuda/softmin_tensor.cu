@@ -23,6 +23,13 @@
 // piece. So most scores cost one MUFU.EX2 and three FP32 operations beyond the mma, and no FMNMX.
 // Chunked kernels always update exactly.
 //
+// Carried reference (value passes): the exact redos are a running maximum climbing over a row's
+// first tiles (~4 % of the tiles at d = 64, ~7 % of the time). When the pass ran before at this eps,
+// its row log-sum-exps L' (lseCarry) and the largest change of a bias since, D = max_j |u_j - u'_j|
+// (drift, from the bias kernel), bound the new one: |L - L'| <= D. The reference
+// m = L' - D - 1 + kHeadroom is then never above L + kHeadroom (the exact path's bound: no more is
+// flushed) and no sum exceeds 2^(2 D + 2 - kHeadroom): every tile, the first included, sums lazily.
+//
 // Fragment layout (in 32-bit words: a word is one TF32 value or two FP16 values). For k-steps 2q and
 // 2q+1, thread (g = lane/4, t = lane%4) holds the words 16q + 4t .. 16q + 4t + 3 of a row (one 16-byte
 // shared load): words (c, c+1) feed the fragment registers (0, 1) of B and (0|1, 2|3) of A, with
@@ -56,6 +63,8 @@ constexpr float kHeadroom = 80.f;
 // |v| < 2^28.
 constexpr float kLazyLimitValue = 0x1p120f;
 constexpr float kLazyLimitAvg = 0x1p100f;
+// A carried reference (see the kernel) needs 2 drift + 2 - kHeadroom below log2(kLazyLimitValue).
+constexpr float kMaxCarryDrift = 96.f;
 
 // Power of two bringing max |v| to at most 2^target (1 for zero or non-finite maxima).
 __device__ __forceinline__ float halfScaleFor(float maxAbs, float target = kHalfTarget) {
@@ -221,6 +230,30 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int j = 0; j < C::kKVT; ++j) acc[mt][j][0] = acc[mt][j][1] = acc[mt][j][2] = acc[mt][j][3] = 0.f;
+    }
+
+    bool carried = false;  // m starts from the carried reference (see the top of the file)
+    if constexpr (RES && !AVG) {
+      if (ps.lseCarry && ps.yPotentialPrev) {
+        const float drift = *ps.drift;
+        bool ok = drift <= kMaxCarryDrift;  // false for NaN
+        float carry[MT][2];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int64_t row = pc.rowBase + warp * C::kWM + mt * 16 + g + 8 * h;
+            carry[mt][h] = ok && row >= pc.rowLo && row < pc.rowHi ? ps.lseCarry[row] : NAN;
+            ok = ok && isfinite(carry[mt][h]);
+          }
+        carried = __all_sync(0xffffffffu, ok);
+        if (carried) {
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) m[mt][h] = carry[mt][h] - drift - 1.f + kHeadroom;
+        }
+      }
     }
 
     // Resident x fragments: FP16 pairs of x * scale2 * xScale, built once per piece.
@@ -547,7 +580,7 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
         const bool unit = K == 1.f;
         if constexpr (!AVG) {
           bool done = false;
-          if (s != 0) {  // lazy: one vote per tile
+          if (s != 0 || carried) {  // lazy: one vote per tile
             float rs[MT][2][4];
             if (unit) lazyTile(ys, us, colBase, rs, std::true_type{});
             else lazyTile(ys, us, colBase, rs, std::false_type{});
@@ -657,21 +690,30 @@ __global__ void __launch_bounds__(128, (TensorConfig<KS, RES, MT, KV>::kMinBlock
 }
 
 // Biases of the tensor-core kernels: bias_j = K log2(e) (w_j + (h_j - c|y_j|^2)/eps) for j < m, -inf
-// for the kPrepRowPadding columns after.
+// for the kPrepRowPadding columns after; with yPotentialPrev, the drift max_j |h_j - hPrev_j| log2(e)/eps
+// (NaN if a difference is).
 __global__ void biasKernel(const __grid_constant__ LaunchArgs<float> a) {
   const DevicePass<float>& ps = a.pass[blockIdx.y];
   float xScale = 1.f, K = 1.f;
   if (ps.d <= kMaxResidentDim) residentScales(ps, xScale, K);
   const float uScale = ps.invEps * float(kLog2e);
   float* bias = const_cast<float*>(ps.bias);
+  float drift = 0.f;
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < ps.m + kPrepRowPadding;
        j += int64_t(gridDim.x) * blockDim.x) {
     float u = -INFINITY;
     if (j < ps.m) {
       const float h = ps.yPotential ? ps.yPotential[j] : 0.f;
       u = (ps.yLogWeights[j] * float(kLog2e) + (h - ps.ySqNorm[j]) * uScale) * K;
+      if (ps.yPotentialPrev) drift = maxNaN(drift, fabsf(h - ps.yPotentialPrev[j]) * uScale);
     }
     bias[j] = u;
+  }
+  if (ps.yPotentialPrev) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) drift = maxNaN(drift, __shfl_xor_sync(0xffffffffu, drift, o));
+    // Non-negative floats (NaN above +inf) order as their bit patterns.
+    if ((threadIdx.x & 31) == 0 && drift != 0.f) atomicMax(reinterpret_cast<int*>(ps.drift), __float_as_int(drift));
   }
 }
 

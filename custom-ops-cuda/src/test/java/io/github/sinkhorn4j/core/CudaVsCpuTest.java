@@ -19,8 +19,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * The CUDA backend against the CPU backend in float64 (the reference) on random problems up to
  * n = m = 20000 and d from 1 to 1500: value, potentials and gradients of the GeomLoss-schedule solve
- * in the three CUDA precisions (TF32-class tensor cores, strict float32, float64), a batch, and
- * Hessian-vector products. Run on the GPU machine (tag "gpu").
+ * in the three CUDA precisions (TF32-class tensor cores, strict float32, float64), fixed-eps solves,
+ * a batch, and Hessian-vector products. Run on the GPU machine (tag "gpu").
  */
 @Tag("gpu")
 class CudaVsCpuTest {
@@ -79,6 +79,37 @@ class CudaVsCpuTest {
             assertFieldClose(what + " grad_y", got.gradY(), ref.gradY(), rms(ref.gradY()), p.fields);
             assertFieldClose(what + " grad_b", got.gradB(), ref.gradB(), costScale, p.fields);
         }
+    }
+
+    static Stream<Arguments> fixedEpsProblems() {
+        return Stream.of(Arguments.of(Solver.ALTERNATING, 64), Arguments.of(Solver.SYMMETRIC, 64),
+                Arguments.of(Solver.ALTERNATING, 3), Arguments.of(Solver.SYMMETRIC, 20));
+    }
+
+    /**
+     * The benchmarks' forward protocol (fixed eps, full cost, no debias) from the first iteration on:
+     * from the second, every tensor-core pass starts its reference from the previous run's
+     * log-sum-exps (the carried reference), through the potentials' largest changes (eps = 0.1 and
+     * well-separated weights make the first iterations move them by hundreds of eps).
+     */
+    @ParameterizedTest(name = "{0}, d {1}")
+    @MethodSource("fixedEpsProblems")
+    void fixedEpsSolveMatchesTheCpu(Solver solver, int d) {
+        Random rnd = new Random(17L * d + solver.ordinal());
+        int n = 4000, m = 3500;
+        double[] x = RandomClouds.gaussian(rnd, n, d, 0), y = RandomClouds.gaussian(rnd, m, d, 0.3);
+        double[] a = RandomClouds.weights(rnd, n, 1), b = RandomClouds.weights(rnd, m, 1);
+        SinkhornOptions o = SinkhornOptions.builder().eps(0.1).nIters(60).debias(false).halfCost(false)
+                .lastExtrapolation(false).solver(solver).build();
+        DivergenceResult ref = Sinkhorn.divergence(o.toBuilder().device(Device.CPU).build(), x, y, d, a, b, false);
+        DivergenceResult got = Sinkhorn.divergence(o.toBuilder().device(Device.CUDA).build(), toFloats(x), toFloats(y), d,
+                toFloats(a), toFloats(b), false);
+        String what = solver + " d " + d;
+        assertEquals(Device.CUDA, got.report().device(), what);
+        assertClose(what + " loss", got.loss(), ref.loss(), Precision.TF32.loss);
+        double costScale = rms(ref.fBa());
+        assertFieldClose(what + " f_ba", got.fBa(), ref.fBa(), costScale, Precision.TF32.fields);
+        assertFieldClose(what + " g_ab", got.gAb(), ref.gAb(), costScale, Precision.TF32.fields);
     }
 
     @Test
