@@ -34,6 +34,7 @@ using sinkhorn::helpers::SoftminPass;
 namespace {
 
 int failures = 0;
+constexpr double kLog2e = 1.4426950408889634;  // log2(e)
 
 struct Problem {
   int64_t n = 0, m = 0, d = 0, k = 0;
@@ -249,9 +250,7 @@ Err compare(const std::vector<double>& got, const std::vector<double>& ref, cons
 const char* precisionName(int prec) { return prec == 0 ? "tf32" : prec == 1 ? "fp32" : "fp64"; }
 
 template <typename T>
-void runCase(CudaBackend& be, int prec, const Problem& p, const Outputs& ref, const char* label) {
-  DeviceProblem<T> dp(be, p);
-  be.softmin(&dp.pass, 1);
+void runChecks(DeviceProblem<T>& dp, int prec, const Problem& p, const Outputs& ref, const char* label) {
   std::vector<double> out = dp.get(dp.out, p.n);
   std::vector<double> lse = dp.get(dp.lse, p.n);
   std::vector<double> avg = dp.get(dp.avg, p.n * std::max<int64_t>(p.k, 1));
@@ -283,6 +282,41 @@ void runCase(CudaBackend& be, int prec, const Problem& p, const Outputs& ref, co
               ok ? "ok" : "FAIL", precisionName(prec), label, eo.rel, eo.maxAbs, el.maxAbs, ea.rel, ep.rel,
               (long long)eo.mismatchedNan, (long long)el.mismatchedNan, (long long)ea.mismatchedNan,
               (long long)ep.mismatchedNan);
+}
+
+template <typename T>
+void runCase(CudaBackend& be, int prec, const Problem& p, const Outputs& ref, const char* label) {
+  DeviceProblem<T> dp(be, p);
+  be.softmin(&dp.pass, 1);
+  runChecks(dp, prec, p, ref, label);
+}
+
+// The carried reference (SoftminPass::lseCarry, TF32-class kernels): a first run at potential h' writes
+// the carry, a second run at h = h' + delta (|delta_j| log2(e)/eps up to drift) reads it; the second
+// run's outputs against the float64 reference at h. Drifts above the kernels' limit (96) take the
+// uncarried path.
+void runCarried(std::mt19937_64& rng, Problem p, double drift, const char* label) {
+  const std::vector<double> before = p.h;
+  std::uniform_real_distribution<double> ud(-1, 1);
+  const double reach = drift * p.eps / kLog2e;
+  for (auto& e : p.h) e += reach * ud(rng);
+  const Outputs ref = reference(p);
+  CudaBackend be(true, SK_CUDA_GRAPHS_OFF);
+  DeviceProblem<float> dp(be, p);
+  float* carry = dp.put(std::vector<float>(p.n, std::numeric_limits<float>::quiet_NaN()));
+  float* now = const_cast<float*>(dp.pass.yPotential);
+  const std::vector<float> hNow = cast<float>(p.h), hBefore = cast<float>(before);
+  be.upload(now, hBefore.data(), hBefore.size() * sizeof(float));
+  SoftminPass<float> first = dp.pass;
+  first.prev = nullptr, first.blend = 0, first.out = dp.avg;  // scratch rows: the first run's outputs are not checked
+  first.lseCarry = carry;
+  be.softmin(&first, 1);
+  float* prevPotential = dp.put(hBefore);
+  be.upload(now, hNow.data(), hNow.size() * sizeof(float));
+  SoftminPass<float> second = dp.pass;
+  second.lseCarry = carry, second.yPotentialPrev = prevPotential;
+  be.softmin(&second, 1);
+  runChecks(dp, 0, p, ref, label);
 }
 
 // One problem on a fresh backend of each precision (TF32-class, strict float32, float64).
@@ -354,6 +388,18 @@ void checkAll() {
                     (long long)sh.m, (long long)sh.d, (long long)sh.segments, (long long)sh.k, (long long)sh.q);
       runEveryPrecision(p, ref, label);
     }
+  }
+  // Carried references: single problems (stream-K), batches, drifts within and beyond the limit.
+  for (int64_t d : {3, 20, 64})
+    for (double drift : {0.5, 40.0, 90.0, 200.0}) {
+      Problem p = makeProblem(rng, 3000, 2500, d, 1, 0, false);
+      char label[160];
+      std::snprintf(label, sizeof label, "carried n3000 m2500 d%lld drift %.1f", (long long)d, drift);
+      runCarried(rng, p, drift, label);
+    }
+  {
+    Problem p = makeProblem(rng, 3000, 2500, 64, 7, 0, false);
+    runCarried(rng, p, 40.0, "carried n3000 m2500 d64 s7 drift 40");
   }
   // Several passes in one call against one pass at a time.
   {
@@ -638,6 +684,10 @@ void smallSolve() {
       const Outputs rq = reference(q);
       if (prec == 2) runCase<double>(be, prec, q, rq, "small streamk");
       else runCase<float>(be, prec, q, rq, "small streamk");
+      if (prec == 0) {
+        runCarried(rng, makeProblem(rng, 200, 190, d, 1, 0, false), 40.0, "small carried");
+        runCarried(rng, makeProblem(rng, 150, 130, d, 3, 0, false), 40.0, "small carried batch");
+      }
       Problem r = makeProblem(rng, 140, 120, d, 2, d + 1, false);
       addPairs(r, rng, d + 1, d);
       const Outputs rr = reference(r);
