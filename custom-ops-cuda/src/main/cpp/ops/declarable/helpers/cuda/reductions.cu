@@ -71,8 +71,9 @@ __global__ void __launch_bounds__(kReduceThreads)
 }
 
 // Per-column extent of rows [b * rowsPerBlock, ...) into parts[b * 2d + c] (minimum) and
-// parts[b * 2d + d + c] (maximum), and whether a value is not finite. With d below the block size, blockDim / d threads share a column (rows strided among
-// them) and are folded through shared memory; otherwise each thread owns columns c, c + blockDim...
+// parts[b * 2d + d + c] (maximum), and whether a value is not finite. With d below the block size,
+// blockDim / d threads share a column (rows strided among them) and are folded through shared
+// memory; otherwise each thread owns columns c, c + blockDim...
 template <typename T>
 __global__ void __launch_bounds__(kReduceThreads)
     columnExtentKernel(const T* __restrict__ x, int64_t rows, int64_t d, int64_t rowsPerBlock, T* __restrict__ parts,
@@ -135,7 +136,8 @@ __global__ void __launch_bounds__(kReduceThreads)
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += stride) x[e] -= shift[e % d];
 }
 
-// In double for both precisions: the same values as the host's logWeightsOnHost.
+// In double for both precisions, as the host's logWeightsOnHost (up to the device log's last-bit
+// rounding).
 template <typename T>
 __global__ void __launch_bounds__(kReduceThreads) logWeightsKernel(const T* __restrict__ w, int64_t rows, T* __restrict__ out) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
@@ -215,7 +217,7 @@ void launchPointGradient(const T* x, const T* bary, const T* cp, const T* selfBa
 }
 
 #define SINKHORN_CUDA_PREPARATION(T)                                                                              \
-  template void launchColumnExtent<T>(const T*, int64_t, int64_t, T*, int*, void*);                           \
+  template void launchColumnExtent<T>(const T*, int64_t, int64_t, T*, int*, void*);                               \
   template void launchTranslate<T>(T*, int64_t, int64_t, const T*, void*);                                        \
   template void launchLogWeights<T>(const T*, int64_t, T*, void*);                                                \
   template void launchPointGradient<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, T*, void*);
