@@ -5,7 +5,11 @@
 //                                      fixed iterations and thresholds, float and double, clusters
 //                                      of 1 to 16 CTAs
 //   dense_check small                  a few short solves for compute-sanitizer (racecheck, memcheck)
-//   dense_check time B N iters [reps]  median ms of the resident solve of B items of N x N (float)
+//   dense_check time B N iters [reps [gap_us [touch_mb]]]
+//                                      median ms of the resident solve of B items of N x N (float), host
+//                                      clock around launch and synchronisation; gap_us of host time
+//                                      before each launch, as a caller's own work between calls (writing
+//                                      touch_mb MiB of memory, or asleep)
 //
 // Built by build.sh beside this file (nvcc, no JDK needed).
 #include <algorithm>
@@ -13,9 +17,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -247,7 +253,9 @@ void smallSolves() {
   runCase<float>(be, {40, 384, 384, kInf, kInf, true, 3, 1e-30, 1}, rng);  // rows only
 }
 
-void timeSolve(int64_t batch, int64_t n, int32_t iters, int reps) {
+// gapUs: host time between launches, as a caller's own work between calls: writing touchMb MiB of
+// host memory over and over (cold caches for the next launch), or asleep when touchMb is 0.
+void timeSolve(int64_t batch, int64_t n, int32_t iters, int reps, int gapUs, int touchMb) {
   std::mt19937_64 rng(1);
   const Case c{batch, n, n, kInf, kInf, false, iters, 0};
   const HostBatch<float> h(c, rng);
@@ -255,8 +263,13 @@ void timeSolve(int64_t batch, int64_t n, int32_t iters, int reps) {
   const DenseSettings st = settingsOf(c);
   ResidentRun<float> run(be, h.p, st);
   std::vector<double> ms;
+  std::vector<unsigned char> touched(size_t(touchMb) << 20);
   for (int r = 0; r < reps + 1; ++r) {  // the first launch sets the kernel's attributes: not timed
     be.synchronize();
+    const auto gapEnd = std::chrono::steady_clock::now() + std::chrono::microseconds(gapUs);
+    if (touched.empty()) std::this_thread::sleep_until(gapEnd);
+    for (unsigned char fill = 0; !touched.empty() && std::chrono::steady_clock::now() < gapEnd; ++fill)
+      std::memset(touched.data(), fill, touched.size());
     const auto t0 = std::chrono::steady_clock::now();
     if (!run.launch()) {
       fail("time: not resident on this device");
@@ -287,7 +300,8 @@ int main(int argc, char** argv) {
       smallSolves();
     } else if (mode == "time") {
       timeSolve(argc > 2 ? std::atoll(argv[2]) : 8, argc > 3 ? std::atoll(argv[3]) : 256,
-                argc > 4 ? std::atoi(argv[4]) : 100, argc > 5 ? std::atoi(argv[5]) : 20);
+                argc > 4 ? std::atoi(argv[4]) : 100, argc > 5 ? std::atoi(argv[5]) : 20, argc > 6 ? std::atoi(argv[6]) : 0,
+                argc > 7 ? std::atoi(argv[7]) : 0);
     } else {
       std::printf("unknown mode %s (check, small, time)\n", mode.c_str());
       return 2;

@@ -67,6 +67,58 @@ __device__ __forceinline__ void mbarWait(uint64_t* bar, unsigned parity) {
 #endif
 }
 
+// Cluster-scope transfers (Hopper): 16-byte stores into another CTA's shared memory that count
+// their bytes on an mbarrier there, so that the receiver waits for its data instead of the whole
+// cluster meeting at a barrier after a GPU-scope fence. Not used where clusters are not (before
+// sm_90, where these compile to nothing).
+//
+// p (a shared address of this CTA) at the same offset in the cluster's CTA of rank q.
+__device__ __forceinline__ unsigned clusterAddress(const void* p, unsigned q) {
+  unsigned remote = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smemAddress(p)), "r"(q));
+#endif
+  return remote;
+}
+// Makes mbarrier initialisations visible to the cluster (before the barrier that publishes them).
+__device__ __forceinline__ void mbarInitClusterFence() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+// The 16 bytes of word into the cluster shared address remote, completing 16 bytes of the current
+// transaction of the mbarrier at cluster shared address remoteBar (in the same CTA as remote).
+__device__ __forceinline__ void storeAsync16(unsigned remote, const uint4& word, unsigned remoteBar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
+                   remote),
+               "r"(word.x), "r"(word.y), "r"(word.z), "r"(word.w), "r"(remoteBar)
+               : "memory");
+#endif
+}
+// This thread's arrival on bar (a local mbarrier), announcing bytes more of the phase's transaction.
+__device__ __forceinline__ void mbarArriveExpectTx(uint64_t* bar, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("{\n .reg .b64 state;\n mbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1;\n}\n" ::"r"(
+                   smemAddress(bar)),
+               "r"(bytes)
+               : "memory");
+#endif
+}
+// Waits for the phase of the given parity of bar (a local mbarrier) to complete, with acquire
+// semantics at cluster scope: the bytes other CTAs stored with storeAsync16 are then visible.
+__device__ __forceinline__ void mbarWaitCluster(uint64_t* bar, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n .reg .pred done;\n"
+      "WAIT_%=:\n"
+      " mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
+      " @!done bra WAIT_%=;\n}\n" ::"r"(smemAddress(bar)),
+      "r"(parity)
+      : "memory");
+#endif
+}
+
 // Round to nearest (ties away) TF32; the result is a float bit pattern with 13 low zero bits.
 __device__ __forceinline__ uint32_t toTf32(float x) {
   uint32_t r;

@@ -13,14 +13,15 @@
 //    the last CTA of the chunk to arrive (a threadfence reduction).
 //  - Resident solve: a cluster of K CTAs per item (K = 1 before Hopper, up to 16 on it), CTA r
 //    keeping rows [r R, (r + 1) R) of the item in shared memory, and owning columns
-//    [r M/K, (r + 1) M/K). Two layouts, two cluster barriers per iteration each; the threshold is
-//    checked on the device, so the loop needs no host.
+//    [r M/K, (r + 1) M/K). Two layouts; the threshold is checked on the device, so the loop needs no
+//    host.
 //    Rows only: a row pass is local; a column pass pushes each CTA's partial per column into the
 //    shared memory of the CTA that owns the column (distributed shared memory), which merges the K
-//    partials and writes the column's bias into every CTA.
+//    partials and writes the column's bias into every CTA; two cluster barriers per iteration.
 //    Rows and columns: CTA r also keeps its columns, transposed, so both passes are local warp-per-
-//    line reductions and each new bias is written into every CTA; twice the shared memory, no merge
-//    step on the iteration's dependent chain. Taken when the whole batch still runs at once.
+//    line reductions and each new bias is written into every CTA by st.async, counted on the
+//    receiver's mbarrier; twice the shared memory, no merge step and no cluster barrier on the
+//    iteration's dependent chain. Taken when the whole batch still runs at once.
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
@@ -28,6 +29,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cuda_intrinsics.cuh"
 #include "dense_launch.h"
 #include "softmin_common.cuh"
 
@@ -348,6 +350,7 @@ struct ResidentShape {
   int rowsPerCta;    // R
   int colsPerCta;    // MC: the columns each CTA owns
   bool columnSlab;   // the CTA also keeps its MC columns (transposed, MC x n)
+  size_t arrivalsAt; // byte offset of the column-slab layout's two mbarriers (row, column biases in)
   size_t smemBytes;
 };
 
@@ -365,10 +368,11 @@ ResidentShape residentShape(int64_t n, int64_t m, int cluster, bool columnSlab) 
   // slab, this CTA's (R) without; slab R x m (lines padded to whole 16-byte words); f, log2 a
   // (2 R); g, log2 b of the owned columns (2 MC); every warp's largest change (K x warps). Then the
   // column slab MC x n (padded likewise), or the partials every CTA pushes for the owned columns
-  // (max and sum, 2 K MC). Then the presence bytes of the R rows and MC columns.
+  // (max and sum, 2 K MC). Then the presence bytes of the R rows and MC columns, and two mbarriers.
   const size_t common = K * MC + R * residentStride<T>(m) + 2 * R + 2 * MC + K * kResidentWarps<T>;
   const size_t values = common + (columnSlab ? K * R + MC * transposedStride<T>(n) : R + 2 * K * MC);
-  s.smemBytes = values * sizeof(T) + R + MC;
+  s.arrivalsAt = (values * sizeof(T) + R + MC + 7) / 8 * 8;
+  s.smemBytes = s.arrivalsAt + 2 * sizeof(uint64_t);
   return s;
 }
 
@@ -450,6 +454,28 @@ __device__ __forceinline__ void broadcastSlice(T* slice, int count, int K, int r
   const float4* from = reinterpret_cast<const float4*>(slice);
   float4* to = inCta(reinterpret_cast<float4*>(slice), warp < rank ? warp : warp + 1, K);
   for (int w = lane; w < words; w += 32) to[w] = from[w];
+}
+
+// The column-slab layout's exchange of one side's new biases: this CTA's slice [slice, slice + count)
+// (count values of whole 16-byte words, 16-byte aligned) stored by st.async at the same place in
+// every other CTA, warp q < K - 1 sending to the q-th other CTA, each word counted on the receiver's
+// mbarrier `arrivals`; then the wait for the K - 1 slices coming here (a phase per half-iteration,
+// of parity (it - 1) & 1). No cluster barrier: a CTA overwrites another's copy of a slice only after
+// it has received the biases that CTA computed from that copy, so after the copy was read; and a
+// phase's words cannot come before the previous phase completed here, for the same reason.
+template <typename T>
+__device__ __forceinline__ void exchangeSlices(T* slice, int count, uint64_t* arrivals, unsigned parity, int K,
+                                               int rank, int warp, int lane) {
+  if (K == 1) return;  // the CTA barrier before made the biases visible to every warp
+  static_assert(kMaxCluster - 1 <= kResidentWarps<double>, "a warp per receiving CTA");
+  if (warp < K - 1) {
+    const unsigned q = unsigned(warp < rank ? warp : warp + 1);
+    const unsigned remoteArrivals = clusterAddress(arrivals, q);
+    const uint4* words = reinterpret_cast<const uint4*>(slice);
+    for (int w = lane; w < count * int(sizeof(T)) / 16; w += 32) storeAsync16(clusterAddress(words + w, q), words[w], remoteArrivals);
+  }
+  if (threadIdx.x == 0) mbarArriveExpectTx(arrivals, unsigned((K - 1) * count * int(sizeof(T))));
+  mbarWaitCluster(arrivals, parity);
 }
 
 // Scores of lines l0, l0 + warps, ... (P of them) at the kRowUnroll columns of this lane in the
@@ -677,9 +703,10 @@ struct ColumnMerge {
 // inboxes, a cluster barrier, the owners' merges writing every column's bias into every CTA, a
 // cluster barrier. Two barriers rather than one: with one, every CTA would merge all m columns
 // itself from all K partials, K times the distributed shared memory traffic. Rows and columns: the
-// row pass writing every row's bias into every CTA, a barrier, the column pass likewise, a barrier.
-// Partials and biases travel as remote stores, so no CTA waits on a remote load; the barriers'
-// release/acquire orders them.
+// row pass, its biases sent to every CTA (exchangeSlices), the wait for the others', the column
+// pass likewise; a cluster barrier only where the threshold is checked. Partials and biases travel
+// as remote stores, so no CTA waits on a remote load; the barriers' release/acquire, or the
+// mbarriers' transaction counts, order them.
 template <typename T, bool kColumnSlab>
 __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const DenseBatch<T> b, const DenseResidentSolve<T> r,
                                                                 const ResidentShape shape) {
@@ -709,7 +736,13 @@ __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const
   uint8_t* rowPresent =
       reinterpret_cast<uint8_t*>(kColumnSlab ? columnSlab + size_t(MC) * size_t(colStride) : inboxSum + K * MC);
   uint8_t* colPresent = rowPresent + R;
+  uint64_t* arrivals = reinterpret_cast<uint64_t*>(smemRaw + shape.arrivalsAt);  // row, column biases
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (kColumnSlab && tid == 0) {
+    mbarInit(arrivals, 1);
+    mbarInit(arrivals + 1, 1);
+    mbarInitClusterFence();
+  }
 
   // Costs as lineScores reads them: masked (the only non-finite) costs and the lines' padding 0;
   // the bias arrays' padding -inf. A warp per line, every load of a lane's share in flight at once.
@@ -755,7 +788,7 @@ __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const
                                 r.epsDampingB, T(-1) / (r.epsDampingB * T(kLn2))};
   const ColumnMerge<T> merge{K,       MC,      rank,     rows,     m, rowStride, scale2, slab, colBias, rowBias,
                              inboxMax, inboxSum, g,       log2b,    colPresent};
-  // Every CTA's shared memory is initialised before any CTA writes into it.
+  // Every CTA's shared memory (its mbarriers included) is initialised before any CTA writes into it.
   clusterSync(K);
 
   int it = 0, untilCheck = r.checkEvery;
@@ -765,11 +798,11 @@ __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const
     const bool check = r.threshold > 0 && --untilCheck == 0;
     if (check) untilCheck = r.checkEvery;
     T change = 0;
+    const unsigned parity = unsigned(it - 1) & 1u;
     updateSide(rowSide, scale2, warp, lane, change);
     __syncthreads();
     if (kColumnSlab) {
-      broadcastSlice(rowSide.bias, R, K, rank, warp, lane);
-      clusterSync(K);  // every row bias is everywhere
+      exchangeSlices(rowSide.bias, R, arrivals, parity, K, rank, warp, lane);  // every row bias is here
       updateSide(colSide, scale2, warp, lane, change);
     } else {
       for (int j = tid; j < m; j += kResidentThreads<T>) merge.pushColumnPartial(j);
@@ -777,14 +810,17 @@ __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const
       for (int jj = tid; jj < cols; jj += kResidentThreads<T>) merge.mergeColumn(jj, int(col0), r.epsDampingB, change);
     }
     __syncthreads();
-    broadcastSlice(colSide.bias, MC, K, rank, warp, lane);
+    if (kColumnSlab)
+      exchangeSlices(colSide.bias, MC, arrivals + 1, parity, K, rank, warp, lane);  // every column bias is here
+    else
+      broadcastSlice(colSide.bias, MC, K, rank, warp, lane);
     if (check) {
       T top[1] = {change};
       warpMax(top);
       if (lane == 0)
         for (int q = 0; q < K; ++q) *inCta(slots + rank * kResidentWarps<T> + warp, q, K) = top[0];
     }
-    clusterSync(K);  // the column biases (and the changes) are everywhere
+    if (check || !kColumnSlab) clusterSync(K);  // the column biases (rows only) and the changes are everywhere
     if (check) {
       // Every warp reduces the same slots: the whole cluster takes the same decision.
       T top[1] = {0};
@@ -796,6 +832,8 @@ __global__ void __launch_bounds__(kResidentThreads<T>) denseResidentKernel(const
       }
     }
   }
+  // No CTA leaves while another may still store into its shared memory.
+  if (kColumnSlab) clusterSync(K);
   for (int i = tid; i < rows; i += kResidentThreads<T>) {
     r.f[item * n + row0 + i] = f[i];
     r.biasA[item * n + row0 + i] = rowSide.bias[i];
