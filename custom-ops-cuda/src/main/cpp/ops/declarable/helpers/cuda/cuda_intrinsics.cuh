@@ -90,18 +90,16 @@ __device__ __forceinline__ void mbarInitClusterFence() {
 // transaction of the mbarrier at cluster shared address remoteBar (in the same CTA as remote).
 __device__ __forceinline__ void storeAsync16(unsigned remote, const uint4& word, unsigned remoteBar) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
-                   remote),
-               "r"(word.x), "r"(word.y), "r"(word.z), "r"(word.w), "r"(remoteBar)
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n"
+               ::"r"(remote), "r"(word.x), "r"(word.y), "r"(word.z), "r"(word.w), "r"(remoteBar)
                : "memory");
 #endif
 }
 // This thread's arrival on bar (a local mbarrier), announcing bytes more of the phase's transaction.
 __device__ __forceinline__ void mbarArriveExpectTx(uint64_t* bar, unsigned bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("{\n .reg .b64 state;\n mbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1;\n}\n" ::"r"(
-                   smemAddress(bar)),
-               "r"(bytes)
+  asm volatile("{\n .reg .b64 state;\n mbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1;\n}\n"
+               ::"r"(smemAddress(bar)), "r"(bytes)
                : "memory");
 #endif
 }

@@ -472,7 +472,8 @@ __device__ __forceinline__ void exchangeSlices(T* slice, int count, uint64_t* ar
     const unsigned q = unsigned(warp < rank ? warp : warp + 1);
     const unsigned remoteArrivals = clusterAddress(arrivals, q);
     const uint4* words = reinterpret_cast<const uint4*>(slice);
-    for (int w = lane; w < count * int(sizeof(T)) / 16; w += 32) storeAsync16(clusterAddress(words + w, q), words[w], remoteArrivals);
+    const int wordCount = count * int(sizeof(T)) / 16;
+    for (int w = lane; w < wordCount; w += 32) storeAsync16(clusterAddress(words + w, q), words[w], remoteArrivals);
   }
   if (threadIdx.x == 0) mbarArriveExpectTx(arrivals, unsigned((K - 1) * count * int(sizeof(T))));
   mbarWaitCluster(arrivals, parity);
