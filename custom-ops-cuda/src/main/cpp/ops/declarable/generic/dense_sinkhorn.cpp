@@ -76,7 +76,8 @@ void prepareSide(const T* w, const uint8_t* mask, int64_t batch, int64_t length,
     for (int64_t i = k * length; i < (k + 1) * length; ++i) {
       if (!present[i]) continue;
       const double v = w ? double(w[i]) : 1.0 / double(count);
-      require(std::isfinite(v) && v >= 0, std::string(weightName) + " must be finite and non-negative" + at(k, i - k * length));
+      if (!(std::isfinite(v) && v >= 0))  // the message built only when it is raised: this runs per entry
+        throw Error(SK_INVALID_ARGUMENT, std::string(weightName) + " must be finite and non-negative" + at(k, i - k * length));
       weights[i] = v;
       if (v > 0) log2W[i] = T(std::log2(v));
       masses[k] += v;
