@@ -1,6 +1,5 @@
 #include "dense_sinkhorn.h"
 
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -72,44 +71,24 @@ void prepareSide(const T* w, const uint8_t* mask, int64_t batch, int64_t length,
       present[i] = mask == nullptr || mask[i] != 0;
       count += present[i];
     }
-    require(count > 0, std::string(maskName) + ": batch item " + std::to_string(k) + " has every entry masked");
+    // Messages are built only when raised: these loops run per entry and per item.
+    if (count == 0)
+      throw Error(SK_INVALID_ARGUMENT, std::string(maskName) + ": batch item " + std::to_string(k) + " has every entry masked");
+    const double uniform = 1.0 / double(count);
+    const T log2Uniform = T(std::log2(uniform));
     for (int64_t i = k * length; i < (k + 1) * length; ++i) {
       if (!present[i]) continue;
-      const double v = w ? double(w[i]) : 1.0 / double(count);
-      if (!(std::isfinite(v) && v >= 0))  // the message built only when it is raised: this runs per entry
+      const double v = w ? double(w[i]) : uniform;
+      if (!(std::isfinite(v) && v >= 0))
         throw Error(SK_INVALID_ARGUMENT, std::string(weightName) + " must be finite and non-negative" + at(k, i - k * length));
       weights[i] = v;
-      if (v > 0) log2W[i] = T(std::log2(v));
+      if (v > 0) log2W[i] = w ? T(std::log2(v)) : log2Uniform;
       masses[k] += v;
     }
-    require(masses[k] > 0, std::string(weightName) + ": batch item " + std::to_string(k) +
-                               " has zero total mass over its unmasked entries");
+    if (!(masses[k] > 0))
+      throw Error(SK_INVALID_ARGUMENT, std::string(weightName) + ": batch item " + std::to_string(k) +
+                                           " has zero total mass over its unmasked entries");
   }
-}
-
-// C must be finite where both its row and its column are present (checked on the worker threads: a
-// pass over the whole matrix).
-template <typename T>
-void checkCosts(const helpers::DenseHostProblem<T>& p) {
-  std::atomic<int64_t> firstBad{std::numeric_limits<int64_t>::max()};
-  helpers::parallelFor(p.batch * p.n, double(p.batch * p.n) * double(p.m), [&](int64_t row) {
-    if (!p.maskA[row]) return;
-    const T* c = p.cost + row * p.m;
-    const uint8_t* columns = p.maskB.data() + (row / p.n) * p.m;
-    for (int64_t j = 0; j < p.m; ++j) {
-      if (columns[j] && !std::isfinite(double(c[j]))) {
-        int64_t bad = row * p.m + j, seen = firstBad.load();
-        while (bad < seen && !firstBad.compare_exchange_weak(seen, bad)) {}
-        return;
-      }
-    }
-  });
-  const int64_t bad = firstBad.load();
-  if (bad == std::numeric_limits<int64_t>::max()) return;
-  const int64_t item = bad / (p.n * p.m), i = bad / p.m % p.n, j = bad % p.m;
-  throw Error(SK_INVALID_ARGUMENT, "C contains NaN or infinite values at unmasked entries (batch item " +
-                                       std::to_string(item) + ", row " + std::to_string(i) + ", column " +
-                                       std::to_string(j) + ")");
 }
 
 template <typename T>
@@ -132,7 +111,6 @@ helpers::DenseHostProblem<T> prepare(const sk_dense_inputs& in, const helpers::D
       }
     }
   }
-  checkCosts(p);
   return p;
 }
 

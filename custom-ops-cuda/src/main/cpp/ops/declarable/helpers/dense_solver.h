@@ -21,11 +21,13 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "backend.h"
 #include "dense.h"
 #include "sinkhorn4j.h"
+#include "system/status.h"
 
 namespace sinkhorn {
 namespace helpers {
@@ -64,7 +66,8 @@ struct DenseHostOutputs {
   T *f, *g, *plan, *gradA, *gradB;
 };
 
-// The inputs in backend memory. C is the one large input: the CPU backend reads it where it is.
+// The inputs in backend memory. C is the one large input: the CPU backend reads it where it is, the
+// CUDA backend checks it after the upload (C must be finite where its row and column are present).
 template <typename T, typename Backend>
 class DenseInputs {
  public:
@@ -79,6 +82,11 @@ class DenseInputs {
       cost_ = costCopy_.get();
     }
     batch_ = {cost_, p.batch, p.n, p.m, log2A_.get(), log2B_.get(), maskA_.get(), maskB_.get()};
+    const int64_t bad = backend.denseFirstNonFinite(batch_);
+    if (bad >= 0)
+      throw Error(SK_INVALID_ARGUMENT, "C contains NaN or infinite values at unmasked entries (batch item " +
+                                           std::to_string(bad / (p.n * p.m)) + ", row " + std::to_string(bad / p.m % p.n) +
+                                           ", column " + std::to_string(bad % p.m) + ")");
   }
   const DenseBatch<T>& batch() const { return batch_; }
 

@@ -38,6 +38,10 @@ class CpuBackend {
   template <typename T>
   void densePlanProduct(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, bool transpose,
                         int64_t k, const T* v, T* out);
+  // The flat index of the first entry of C that is NaN or infinite where its row and its column are
+  // present, or -1 (on CUDA, a kernel over the uploaded C: no host pass over it).
+  template <typename T>
+  int64_t denseFirstNonFinite(const DenseBatch<T>& batch);
 
   void* allocate(size_t bytes) {
     void* p = std::malloc(bytes);

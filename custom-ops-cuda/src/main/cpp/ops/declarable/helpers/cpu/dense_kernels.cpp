@@ -3,6 +3,7 @@
 // block sweeping the rows of its item, so that C is read row-major in both passes. Every output is
 // written by one task in a fixed order: results do not depend on the number of threads.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -156,11 +157,31 @@ void CpuBackend::densePlanProduct(const DenseBatch<T>& b, const T* biasA, const 
   });
 }
 
-#define SINKHORN_CPU_DENSE_INSTANTIATE(T)                                                                     \
-  template void CpuBackend::denseLse<T>(const DenseBatch<T>&, const DenseLsePass<T>&);                       \
-  template void CpuBackend::densePlan<T>(const DenseBatch<T>&, const T*, const T*, T, T*);                    \
+template <typename T>
+int64_t CpuBackend::denseFirstNonFinite(const DenseBatch<T>& b) {
+  std::atomic<int64_t> first{-1};
+  parallelFor(b.batch * b.n, double(b.batch * b.n) * double(b.m), [&](int64_t row) {
+    if (!b.maskA[row]) return;
+    const T* c = b.cost + row * b.m;
+    const uint8_t* columns = b.maskB + (row / b.n) * b.m;
+    for (int64_t j = 0; j < b.m; ++j) {
+      if (columns[j] && !std::isfinite(c[j])) {
+        const int64_t bad = row * b.m + j;
+        int64_t seen = first.load();
+        while ((seen < 0 || bad < seen) && !first.compare_exchange_weak(seen, bad)) {}
+        return;
+      }
+    }
+  });
+  return first.load();
+}
+
+#define SINKHORN_CPU_DENSE_INSTANTIATE(T)                                                                   \
+  template void CpuBackend::denseLse<T>(const DenseBatch<T>&, const DenseLsePass<T>&);                      \
+  template void CpuBackend::densePlan<T>(const DenseBatch<T>&, const T*, const T*, T, T*);                  \
   template void CpuBackend::densePlanProduct<T>(const DenseBatch<T>&, const T*, const T*, T, bool, int64_t, \
-                                                const T*, T*);
+                                                const T*, T*);                                              \
+  template int64_t CpuBackend::denseFirstNonFinite<T>(const DenseBatch<T>&);
 SINKHORN_CPU_DENSE_INSTANTIATE(float)
 SINKHORN_CPU_DENSE_INSTANTIATE(double)
 

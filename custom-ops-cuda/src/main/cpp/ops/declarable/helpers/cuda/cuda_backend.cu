@@ -638,6 +638,18 @@ void CudaBackend::densePlanProduct(const DenseBatch<T>& b, const T* biasA, const
 }
 
 template <typename T>
+int64_t CudaBackend::denseFirstNonFinite(const DenseBatch<T>& b) {
+  BackendState& s = *state_;
+  s.select();
+  Buffer<unsigned long long, CudaBackend> first(*this, 1);
+  cuda::check(cudaMemsetAsync(first.get(), 0xFF, sizeof(unsigned long long), s.stream), "dense cost check (memset)");
+  cuda::launchDenseFirstNonFinite(b, first.get(), s.stream);
+  cuda::check(cudaGetLastError(), "dense cost check launch");
+  const unsigned long long index = first.toHost()[0];
+  return index == ~0ull ? -1 : static_cast<int64_t>(index);
+}
+
+template <typename T>
 bool CudaBackend::denseResident(const DenseBatch<T>& b, const DenseResidentSolve<T>& solve) {
   BackendState& s = *state_;
   s.select();
@@ -646,11 +658,12 @@ bool CudaBackend::denseResident(const DenseBatch<T>& b, const DenseResidentSolve
   return launched;
 }
 
-#define SINKHORN_CUDA_DENSE_INSTANTIATE(T)                                                                    \
+#define SINKHORN_CUDA_DENSE_INSTANTIATE(T)                                                                   \
   template void CudaBackend::denseLse<T>(const DenseBatch<T>&, const DenseLsePass<T>&);                      \
-  template void CudaBackend::densePlan<T>(const DenseBatch<T>&, const T*, const T*, T, T*);                   \
+  template void CudaBackend::densePlan<T>(const DenseBatch<T>&, const T*, const T*, T, T*);                  \
   template void CudaBackend::densePlanProduct<T>(const DenseBatch<T>&, const T*, const T*, T, bool, int64_t, \
                                                  const T*, T*);                                              \
+  template int64_t CudaBackend::denseFirstNonFinite<T>(const DenseBatch<T>&);                                \
   template bool CudaBackend::denseResident<T>(const DenseBatch<T>&, const DenseResidentSolve<T>&);
 SINKHORN_CUDA_DENSE_INSTANTIATE(float)
 SINKHORN_CUDA_DENSE_INSTANTIATE(double)

@@ -109,6 +109,8 @@ class CudaBackend {
   template <typename T>
   void densePlanProduct(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, bool transpose,
                         int64_t k, const T* v, T* out);
+  template <typename T>
+  int64_t denseFirstNonFinite(const DenseBatch<T>& batch);
   // The whole loop of dense_solver.h in one launch when an item's costs fit the shared memory of a
   // cluster of CTAs; false, with nothing done, otherwise.
   static constexpr bool kResidentDense = true;

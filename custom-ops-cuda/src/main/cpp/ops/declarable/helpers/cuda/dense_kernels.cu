@@ -255,6 +255,22 @@ __global__ void __launch_bounds__(kThreads) densePlanKernel(const DenseBatch<T> 
   }
 }
 
+// *first = the smallest flat index of an entry of C that is NaN or infinite where its row and its
+// column are present (left as it is when there is none): a warp per row, lanes over its columns.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) denseFirstNonFiniteKernel(const DenseBatch<T> b,
+                                                                      unsigned long long* first) {
+  const int lane = threadIdx.x & 31;
+  const int64_t rows = b.batch * b.n, warps = int64_t(gridDim.x) * kWarps;
+  for (int64_t r = (int64_t(blockIdx.x) * kThreads + threadIdx.x) >> 5; r < rows; r += warps) {
+    if (!b.maskA[r]) continue;
+    const uint8_t* columns = b.maskB + (r / b.n) * b.m;
+    const T* c = b.cost + r * b.m;
+    for (int64_t j = lane; j < b.m; j += 32)
+      if (columns[j] && !isfinite(c[j])) atomicMin(first, static_cast<unsigned long long>(r * b.m + j));
+  }
+}
+
 // out (rows x k) = P @ v, columns kBegin.. of v and out per launch slice (blockIdx.y).
 template <typename T>
 __global__ void __launch_bounds__(kThreads) densePlanRowsProductKernel(const DenseBatch<T> b, const T* biasA,
@@ -892,6 +908,11 @@ void launchDensePlan(const DenseBatch<T>& b, const T* biasA, const T* biasB, T s
 }
 
 template <typename T>
+void launchDenseFirstNonFinite(const DenseBatch<T>& b, unsigned long long* first, void* stream) {
+  denseFirstNonFiniteKernel<T><<<gridFor(b.batch * b.n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(b, first);
+}
+
+template <typename T>
 void launchDensePlanProduct(const DenseBatch<T>& b, const T* biasA, const T* biasB, T scale2, bool transpose, int64_t k,
                             const T* v, T* out, void* stream) {
   const unsigned slices = static_cast<unsigned>((k + kProductColumns - 1) / kProductColumns);
@@ -1003,13 +1024,14 @@ bool launchDenseResident(const DenseBatch<T>& b, const DenseResidentSolve<T>& so
 }
 
 #define SINKHORN_DENSE_INSTANTIATE(T)                                                                             \
-  template void launchDenseRows<T>(const DenseBatch<T>&, const DenseLsePass<T>&, void*);                         \
+  template void launchDenseRows<T>(const DenseBatch<T>&, const DenseLsePass<T>&, void*);                          \
   template void launchDenseColumns<T>(const DenseBatch<T>&, const DenseLsePass<T>&, const DenseColumnLayout&, T*, \
                                       unsigned*, void*);                                                          \
   template void launchDensePlan<T>(const DenseBatch<T>&, const T*, const T*, T, T*, void*);                       \
-  template void launchDensePlanProduct<T>(const DenseBatch<T>&, const T*, const T*, T, bool, int64_t, const T*,  \
+  template void launchDenseFirstNonFinite<T>(const DenseBatch<T>&, unsigned long long*, void*);                   \
+  template void launchDensePlanProduct<T>(const DenseBatch<T>&, const T*, const T*, T, bool, int64_t, const T*,   \
                                           T*, void*);                                                             \
-  template bool launchDenseResident<T>(const DenseBatch<T>&, const DenseResidentSolve<T>&, DenseResidentState&,  \
+  template bool launchDenseResident<T>(const DenseBatch<T>&, const DenseResidentSolve<T>&, DenseResidentState&,   \
                                        void*);
 SINKHORN_DENSE_INSTANTIATE(float)
 SINKHORN_DENSE_INSTANTIATE(double)

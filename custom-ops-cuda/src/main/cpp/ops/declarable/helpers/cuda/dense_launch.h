@@ -34,6 +34,10 @@ void launchDenseColumns(const DenseBatch<T>& batch, const DenseLsePass<T>& pass,
                         T* partials, unsigned* counters, void* stream);
 template <typename T>
 void launchDensePlan(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, T* out, void* stream);
+// *first = min(*first, the flat index of each entry of C that is NaN or infinite at a present row
+// and column).
+template <typename T>
+void launchDenseFirstNonFinite(const DenseBatch<T>& batch, unsigned long long* first, void* stream);
 template <typename T>
 void launchDensePlanProduct(const DenseBatch<T>& batch, const T* biasA, const T* biasB, T scale2, bool transpose,
                             int64_t k, const T* v, T* out, void* stream);

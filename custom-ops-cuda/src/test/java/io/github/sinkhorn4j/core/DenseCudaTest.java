@@ -2,6 +2,7 @@ package io.github.sinkhorn4j.core;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.foreign.MemorySegment;
@@ -125,6 +126,47 @@ class DenseCudaTest {
             out[d] = Sinkhorn.toDoubles(t, result);
         }
         close("plan product", out[1], out[0], float32 ? 1e-5 : 1e-12);
+    }
+
+    /**
+     * C is checked where it is read: on the device after its upload. Both backends refuse the same
+     * entry (the first non-finite one at a present row and column, by flat index) and accept NaN at
+     * masked entries, in a solve and in a plan product.
+     */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"float32", "float64"})
+    void nonFiniteCostsAreFoundWhereTheyAreRead(String dtype) {
+        boolean float32 = dtype.equals("float32");
+        DType t = float32 ? DType.FLOAT32 : DType.FLOAT64;
+        int batch = 5, n = 300, m = 700;
+        DenseReference.Batch clean = DenseReference.random(new Random(5), batch, n, m, true);
+        solve(options(Device.CUDA, null, null, 3, 0), clean, float32);  // NaN at every masked entry
+        int[] rows3 = DenseSinkhornTest.present(clean.maskA(), 3 * n, n);
+        int[] columns3 = DenseSinkhornTest.present(clean.maskB(), 3 * m, m);
+        assertTrue(columns3.length >= 2, "item 3 needs two present columns");
+        int row = rows3[rows3.length / 2] - 3 * n, first = (3 * n + row) * m + columns3[0] - 3 * m;
+        int later = (3 * n + row) * m + columns3[columns3.length - 1] - 3 * m;
+        int rowOfItem4 = DenseSinkhornTest.present(clean.maskA(), 4 * n, n)[0];  // flat over the batch's rows
+        int nextItem = rowOfItem4 * m + DenseSinkhornTest.present(clean.maskB(), 4 * m, m)[0] - 4 * m;
+        double[] c = clean.c().clone();  // three present entries, in increasing flat order
+        c[first] = Double.NaN;
+        c[later] = Double.NEGATIVE_INFINITY;
+        c[nextItem] = Double.NaN;
+        String where = "(batch item " + first / (n * m) + ", row " + first / m % n + ", column " + first % m + ")";
+        DenseReference.Batch bad = new DenseReference.Batch(batch, n, m, c, clean.a(), clean.b(), clean.maskA(), clean.maskB());
+        for (Device device : new Device[] {Device.CPU, Device.CUDA}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> solve(options(device, null, null, 3, 0), bad, float32));
+            assertTrue(e.getMessage().contains("C contains NaN or infinite values at unmasked entries " + where),
+                    device + ": " + e.getMessage());
+        }
+        DenseProblem problem = DenseProblem.of(t, batch, n, m, segment(t, c), segment(t, clean.a()), segment(t, clean.b()),
+                DenseSinkhornTest.bytes(clean.maskA()), DenseSinkhornTest.bytes(clean.maskB()));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> DenseSinkhorn.planProduct(options(Device.CUDA, null, null, 3, 0), problem, segment(t, new double[batch * n]),
+                        segment(t, new double[batch * m]), false, 1, segment(t, new double[batch * m]),
+                        segment(t, new double[batch * n])));
+        assertTrue(e.getMessage().contains(where), e.getMessage());
     }
 
     private static MemorySegment segment(DType t, double[] values) {

@@ -242,7 +242,8 @@ class DenseSinkhornTest {
         return (cost.applyAsDouble(h) - cost.applyAsDouble(-h)) / (2 * h);
     }
 
-    private static int[] present(boolean[] mask, int from, int len) {
+    /** The indices i in [from, from + len) where mask[i] holds. */
+    static int[] present(boolean[] mask, int from, int len) {
         return java.util.stream.IntStream.range(from, from + len).filter(i -> mask[i]).toArray();
     }
 
@@ -257,7 +258,8 @@ class DenseSinkhornTest {
         double[] c = {0, 1, 1, 0, 0.5, 0.5};  // 2 x 3
         double[] nan = c.clone();
         nan[4] = Double.NaN;
-        named("C", () -> DenseSinkhorn.solve(o, nan, 1, 2, 3, null, null, null, null));
+        named("C contains NaN or infinite values at unmasked entries (batch item 0, row 1, column 1)",
+                () -> DenseSinkhorn.solve(o, nan, 1, 2, 3, null, null, null, null));
         // NaN where the row is masked is never read.
         DenseSinkhorn.solve(o, nan, 1, 2, 3, null, null, new boolean[] {true, false}, null);
         named("C", () -> DenseSinkhorn.solve(o, c, 1, 2, 2, null, null, null, null));
