@@ -39,7 +39,7 @@ public record DenseProblem(DType dtype, long batch, long n, long m, MemorySegmen
      * Checks the masks and weights: every item keeps at least one entry on each side, weights are
      * finite and non-negative with positive mass over the present entries, and equal masses when
      * both marginals are balanced (relative 1e-5). The costs themselves are checked by the library
-     * (finite at present entries), in one pass over C.
+     * (finite at present entries) where it reads C: on the device for CUDA.
      */
     public void validateValues(boolean balanced) {
         double[] massA = side("a", a, "maskA", maskA, n), massB = side("b", b, "maskB", maskB, m);

@@ -20,7 +20,7 @@ import java.util.Objects;
  * Entropic optimal transport on explicit cost matrices: batched, masked, balanced or unbalanced
  * (docs/math.md, "Dense costs"). One native call runs a whole solve; native segments are passed as
  * they are, heap segments and arrays copied in and out. Every argument is checked here first (the
- * costs themselves by the library, in one pass over C): a bad one raises an
+ * costs themselves by the library, where it reads them): a bad one raises an
  * IllegalArgumentException naming it.
  */
 public final class DenseSinkhorn {
