@@ -6,8 +6,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <thread>
-#include <vector>
 
 #include "cpu/cpu_backend.h"
 
@@ -26,10 +24,7 @@ inline int hostChunkCount(int64_t rows, int64_t rowElements) {
 template <typename Fn>
 void forRowChunks(int64_t rows, int chunks, Fn&& fn) {
   auto bound = [&](int c) { return rows * c / chunks; };
-  std::vector<std::thread> pool;
-  for (int c = 1; c < chunks; ++c) pool.emplace_back([&, c] { fn(c, bound(c), bound(c + 1)); });
-  fn(0, bound(0), bound(1));
-  for (auto& t : pool) t.join();
+  runOnThreads(chunks, [&](int c) { fn(c, bound(c), bound(c + 1)); });
 }
 
 }  // namespace helpers

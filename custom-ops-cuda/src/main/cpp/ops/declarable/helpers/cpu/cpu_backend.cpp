@@ -12,8 +12,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <exception>
 #include <limits>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -156,13 +160,106 @@ void runGrouped(int64_t items, double work, Fn&& fn) {
     for (int64_t group = next++; group < groups; group = next++)
       for (int64_t it = group; it < items; it += kGroups) fn(thread, static_cast<int>(group), it);
   };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t);
-  worker(0);
-  for (auto& th : pool) th.join();
+  runOnThreads(threads, worker);
 }
 
+// The process's worker threads, cpuThreadCount() - 1 of them, started at first use and never
+// stopped. A region is published as one word, (generation << 16) | threads, so that a worker reads
+// its generation and width together; workers spin for kSpin after a region (a solver's passes
+// follow each other within microseconds) and then sleep on a condition variable.
+class WorkerPool {
+ public:
+  static WorkerPool& instance() {
+    static WorkerPool* pool = new WorkerPool(cpuThreadCount() - 1);  // never destroyed: workers outlive exit
+    return *pool;
+  }
+
+  // fn(t) for t in [0, threads), t = 0 here; false, with nothing run, if the pool is busy, too
+  // small, or this thread runs a region already (a region inside a region).
+  bool run(int threads, const std::function<void(int)>& fn) {
+    if (inRegion || threads - 1 > workers_) return false;
+    std::unique_lock<std::mutex> region(regionMutex_, std::try_to_lock);
+    if (!region.owns_lock()) return false;
+    job_ = &fn;
+    pending_.store(threads - 1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++generation_;
+      published_.store(generation_ << 16 | uint64_t(threads), std::memory_order_release);
+    }
+    wake_.notify_all();
+    std::exception_ptr failure;
+    inRegion = true;
+    try {
+      fn(0);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    inRegion = false;
+    const auto until = std::chrono::steady_clock::now() + kSpin;
+    while (pending_.load(std::memory_order_acquire) > 0 && std::chrono::steady_clock::now() < until) __builtin_ia32_pause();
+    if (pending_.load(std::memory_order_acquire) > 0) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
+    if (failure) std::rethrow_exception(failure);
+    return true;
+  }
+
+ private:
+  static constexpr std::chrono::microseconds kSpin{50};
+
+  explicit WorkerPool(int workers) : workers_(std::max(0, workers)) {
+    for (int t = 1; t <= workers_; ++t) std::thread([this, t] { work(t); }).detach();
+  }
+
+  void work(int index) {
+    inRegion = true;
+    uint64_t seen = 0;
+    for (;;) {
+      uint64_t word = published_.load(std::memory_order_acquire);
+      const auto until = std::chrono::steady_clock::now() + kSpin;
+      while ((word >> 16) == seen && std::chrono::steady_clock::now() < until) {
+        __builtin_ia32_pause();
+        word = published_.load(std::memory_order_acquire);
+      }
+      if ((word >> 16) == seen) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return ((word = published_.load(std::memory_order_acquire)) >> 16) != seen; });
+      }
+      seen = word >> 16;
+      if (index >= int(word & 0xFFFF)) continue;
+      (*job_)(index);  // the region's caller waits for this before it publishes another
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_one();
+      }
+    }
+  }
+
+  static thread_local bool inRegion;  // a worker, or a region's caller inside fn(0)
+  const int workers_;
+  std::mutex regionMutex_;  // one region at a time
+  std::mutex mutex_;        // guards the sleeps on wake_ and done_
+  std::condition_variable wake_, done_;
+  uint64_t generation_ = 0;
+  std::atomic<uint64_t> published_{0};
+  std::atomic<int> pending_{0};
+  const std::function<void(int)>* job_ = nullptr;
+};
+
+thread_local bool WorkerPool::inRegion = false;
+
 }  // namespace
+
+void runOnThreads(int threads, const std::function<void(int)>& fn) {
+  if (threads <= 1) return fn(0);
+  if (WorkerPool::instance().run(threads, fn)) return;
+  std::vector<std::thread> started;
+  for (int t = 1; t < threads; ++t) started.emplace_back(fn, t);
+  fn(0);
+  for (auto& th : started) th.join();
+}
 
 int cpuThreadCount() {
   static const int count = [] {

@@ -8,9 +8,14 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.function.DoubleUnaryOperator;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.function.Executable;
@@ -250,6 +255,38 @@ class DenseSinkhornTest {
     private static void named(String name, Executable call) {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call);
         assertTrue(e.getMessage().contains(name), "message should name " + name + ": " + e.getMessage());
+    }
+
+    /**
+     * Solves from several Java threads at once (one takes the library's worker pool, the others start
+     * threads of their own) give the results of the same solves run one after another, bit for bit.
+     */
+    @Test
+    void concurrentSolvesMatchSequentialOnes() throws Exception {
+        DenseSinkhornOptions o = DenseSinkhornOptions.builder().eps(EPS).tauB(2.0).maxIters(50).device(Device.CPU)
+                .gradients(true).build();
+        List<DenseReference.Batch> problems = new ArrayList<>();
+        for (int seed = 0; seed < 4; seed++) problems.add(DenseReference.random(new Random(seed), 3, 150 + seed, 170, true));
+        List<DenseSinkhornResult> alone = new ArrayList<>();
+        for (DenseReference.Batch p : problems) alone.add(solve(o, p));
+        ExecutorService threads = Executors.newFixedThreadPool(problems.size());
+        try {
+            for (int round = 0; round < 5; round++) {
+                List<Future<DenseSinkhornResult>> running = new ArrayList<>();
+                for (DenseReference.Batch p : problems) running.add(threads.submit(() -> solve(o, p)));
+                for (int i = 0; i < problems.size(); i++) {
+                    DenseSinkhornResult r = running.get(i).get(), e = alone.get(i);
+                    String what = "problem " + i + ", round " + round;
+                    assertArrayEquals(e.cost(), r.cost(), what + ": cost");
+                    assertArrayEquals(e.f(), r.f(), what + ": f");
+                    assertArrayEquals(e.g(), r.g(), what + ": g");
+                    assertArrayEquals(e.plan(), r.plan(), what + ": plan");
+                    assertArrayEquals(e.gradA(), r.gradA(), what + ": gradA");
+                }
+            }
+        } finally {
+            threads.shutdownNow();
+        }
     }
 
     @Test
