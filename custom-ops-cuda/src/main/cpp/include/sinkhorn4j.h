@@ -199,6 +199,8 @@ typedef struct sk_dense_inputs {
   const void* b;             /* batch x m weights, or NULL */
   const uint8_t* mask_a;     /* batch x n, nonzero = present, or NULL: all present */
   const uint8_t* mask_b;     /* batch x m, or NULL */
+  int32_t memory;            /* sk_memory of c; SK_MEMORY_CUDA: a device pointer of the current CUDA device,
+                                solved there (device auto or cuda) without an upload */
 } sk_dense_inputs;
 
 typedef struct sk_dense_outputs {

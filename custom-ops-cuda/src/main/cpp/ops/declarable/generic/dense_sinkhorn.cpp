@@ -48,6 +48,7 @@ void checkShape(const sk_dense_inputs& in) {
   require(in.dtype == SK_FLOAT32 || in.dtype == SK_FLOAT64, "dtype must be float32 or float64");
   require(in.batch >= 1 && in.n >= 1 && in.m >= 1, "batch, n and m must be >= 1");
   require(in.c != nullptr, "C (inputs.c) is required");
+  require(in.memory == SK_MEMORY_HOST || in.memory == SK_MEMORY_CUDA, "memory must be host or cuda");
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max() / 16;
   require(in.n <= kMax / in.batch && in.m <= kMax / (in.batch * in.n), "C: batch x n x m is too large");
 }
@@ -95,6 +96,7 @@ template <typename T>
 helpers::DenseHostProblem<T> prepare(const sk_dense_inputs& in, const helpers::DenseSettings& st) {
   helpers::DenseHostProblem<T> p;
   p.cost = static_cast<const T*>(in.c);
+  p.costOnCuda = in.memory == SK_MEMORY_CUDA;
   p.batch = in.batch, p.n = in.n, p.m = in.m;
   prepareSide(static_cast<const T*>(in.a), in.mask_a, in.batch, in.n, "a", "mask_a", p.a, p.log2A, p.maskA, p.massA);
   prepareSide(static_cast<const T*>(in.b), in.mask_b, in.batch, in.m, "b", "mask_b", p.b, p.log2B, p.maskB, p.massB);
@@ -125,6 +127,13 @@ void checkPresent(const T* values, const std::vector<uint8_t>& present, int64_t 
   }
 }
 
+// C in CUDA memory is solved where it is: auto means cuda then, and cpu cannot read it.
+int32_t deviceFor(const sk_dense_options& o, const sk_dense_inputs& in) {
+  if (in.memory != SK_MEMORY_CUDA) return o.device;
+  require(o.device != SK_DEVICE_CPU, "device cpu cannot read C in CUDA memory");
+  return SK_DEVICE_CUDA;
+}
+
 template <typename T>
 void solveTyped(const sk_dense_options& o, const sk_dense_inputs& in, sk_dense_outputs& out) {
   const helpers::DenseSettings st = settingsFor(o);
@@ -138,7 +147,7 @@ void solveTyped(const sk_dense_options& o, const sk_dense_inputs& in, sk_dense_o
                                         static_cast<T*>(out.plan),
                                         static_cast<T*>(out.grad_a),
                                         static_cast<T*>(out.grad_b)};
-  const int32_t used = runOnBackend(o.device, false, SK_CUDA_GRAPHS_AUTO, [&](auto& backend) {
+  const int32_t used = runOnBackend(deviceFor(o, in), false, SK_CUDA_GRAPHS_AUTO, [&](auto& backend) {
     using Backend = std::decay_t<decltype(backend)>;
     helpers::DenseSolver<T, Backend> solver(backend, p, st);
     solver.solve(ho);
@@ -157,7 +166,7 @@ void planProductTyped(const sk_dense_options& o, const sk_dense_inputs& in, cons
   checkPresent(static_cast<const T*>(f), p.maskA, 1, "f");
   checkPresent(static_cast<const T*>(g), p.maskB, 1, "g");
   checkPresent(static_cast<const T*>(v), transpose ? p.maskA : p.maskB, k, "v");
-  runOnBackend(o.device, false, SK_CUDA_GRAPHS_AUTO, [&](auto& backend) {
+  runOnBackend(deviceFor(o, in), false, SK_CUDA_GRAPHS_AUTO, [&](auto& backend) {
     helpers::densePlanProduct(backend, p, o.eps, static_cast<const T*>(f), static_cast<const T*>(g), transpose, k,
                               static_cast<const T*>(v), static_cast<T*>(out));
   });

@@ -49,6 +49,7 @@ struct DenseSettings {
 template <typename T>
 struct DenseHostProblem {
   const T* cost;                      // batch x n x m
+  bool costOnCuda = false;            // cost is a device pointer (sk_memory CUDA), read by a CUDA backend
   int64_t batch, n, m;
   std::vector<double> a, b;           // weights, 0 where masked
   std::vector<T> log2A, log2B;        // -inf for zero weights and masked entries
@@ -67,7 +68,8 @@ struct DenseHostOutputs {
 };
 
 // The inputs in backend memory. C is the one large input: the CPU backend reads it where it is, the
-// CUDA backend checks it after the upload (C must be finite where its row and column are present).
+// CUDA backend uploads it (or copies it on the device when it is in CUDA memory) and checks it there
+// (C must be finite where its row and column are present).
 template <typename T, typename Backend>
 class DenseInputs {
  public:
@@ -75,10 +77,14 @@ class DenseInputs {
       : log2A_(backend, p.log2A), log2B_(backend, p.log2B), maskA_(backend, p.maskA), maskB_(backend, p.maskB) {
     const size_t count = size_t(p.batch * p.n) * size_t(p.m);
     if constexpr (Backend::kind == SK_DEVICE_CPU) {
+      if (p.costOnCuda) throw Error(SK_INVALID_ARGUMENT, "C in CUDA memory needs the CUDA backend");
       cost_ = p.cost;
     } else {
       costCopy_ = Buffer<T, Backend>(backend, count);
-      costCopy_.upload(p.cost);
+      if (p.costOnCuda)
+        costCopy_.copyFromDevice(p.cost, "C");
+      else
+        costCopy_.upload(p.cost);
       cost_ = costCopy_.get();
     }
     batch_ = {cost_, p.batch, p.n, p.m, log2A_.get(), log2B_.get(), maskA_.get(), maskB_.get()};

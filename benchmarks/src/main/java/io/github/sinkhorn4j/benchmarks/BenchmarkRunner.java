@@ -43,9 +43,9 @@ public final class BenchmarkRunner {
               --cuda-graphs auto|on|off      CUDA: the iterations at the final eps replayed as CUDA graphs (auto: on
                                              small problems; default auto); sets the property sinkhorn4j.cudaGraphs
               --seed S                       data seed (default 0)
-              --inputs host|cuda             where the clouds are when a call starts (default cuda for the forward and
-                                             loss+grad protocols on --device cuda, as the anchors' tensors on the GPU; a
-                                             suite's other rows stay host)
+              --inputs host|cuda             where the clouds (dense: C) are when a call starts (default cuda for the
+                                             forward, loss+grad and dense protocols on --device cuda, as the anchors'
+                                             tensors on the GPU; a suite's other rows stay host)
               --suite anchors|geomloss-cpu   every row of ../shared/anchors/flashsinkhorn-h100.json (CUDA; 10 reps, 3
                                              warm-ups) or of geomloss-cpu.json (CPU; 3 reps, 1 warm-up), with ratios
               --anchors DIR                  where the anchor files are (default ../shared/anchors; else built-in copies)
@@ -357,7 +357,7 @@ public final class BenchmarkRunner {
             r.put("blur", s.blur());
             r.put("scaling", s.scaling());
         }
-        if (!dense) r.put("inputs", s.cudaInputs() ? "cuda" : "host");
+        r.put("inputs", s.cudaInputs() ? "cuda" : "host");
         if (s.device() == Device.CUDA && !dense) {
             r.put("tf32", s.tf32());
             r.put("cuda_graphs", System.getProperty(Sinkhorn.CUDA_GRAPHS_PROPERTY));

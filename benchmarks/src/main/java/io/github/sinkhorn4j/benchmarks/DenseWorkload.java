@@ -1,5 +1,6 @@
 package io.github.sinkhorn4j.benchmarks;
 
+import io.github.sinkhorn4j.core.CudaArray;
 import io.github.sinkhorn4j.core.DType;
 import io.github.sinkhorn4j.core.DenseOutputs;
 import io.github.sinkhorn4j.core.DenseProblem;
@@ -12,8 +13,9 @@ import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
 
 /**
- * The data of one dense configuration in native memory: costs C ~ U(0, 1) (batch x n x m), uniform
- * weights, no masks; and one solve on it (exactly iters iterations, the potentials written out).
+ * The data of one dense configuration in native memory (C copied to CUDA memory with cudaInputs):
+ * costs C ~ U(0, 1) (batch x n x m), uniform weights, no masks; and one solve on it (exactly iters
+ * iterations, the potentials written out).
  */
 final class DenseWorkload implements AutoCloseable {
     /**
@@ -26,6 +28,7 @@ final class DenseWorkload implements AutoCloseable {
     private final DenseSinkhornOptions options;
     private final DenseProblem problem;
     private final DenseOutputs outputs;
+    private final CudaArray cudaC;
 
     DenseWorkload(RunSpec spec) {
         SplittableRandom random = new SplittableRandom(spec.seed());
@@ -37,7 +40,9 @@ final class DenseWorkload implements AutoCloseable {
             else c.setAtIndex(ValueLayout.JAVA_DOUBLE, i, random.nextDouble());
         }
         options = spec.denseOptions();
-        problem = DenseProblem.of(t, spec.batch(), spec.n(), spec.m(), c, null, null, null, null);
+        cudaC = spec.cudaInputs() ? CudaArray.upload(t, c) : null;
+        problem = cudaC != null ? DenseProblem.onCuda(spec.batch(), spec.n(), spec.m(), cudaC, null, null, null, null)
+                : DenseProblem.of(t, spec.batch(), spec.n(), spec.m(), c, null, null, null, null);
         outputs = DenseOutputs.none().f(arena.allocate(t.bytes() * spec.batch() * spec.n(), 64))
                 .g(arena.allocate(t.bytes() * spec.batch() * spec.m(), 64));
     }
@@ -54,6 +59,7 @@ final class DenseWorkload implements AutoCloseable {
 
     @Override
     public void close() {
+        if (cudaC != null) cudaC.close();
         arena.close();
     }
 }

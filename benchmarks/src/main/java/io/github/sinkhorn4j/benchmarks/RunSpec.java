@@ -9,8 +9,8 @@ import io.github.sinkhorn4j.core.Solver;
 /**
  * One measured configuration. {@code iters} and {@code eps} apply to the forward and dense
  * protocols, {@code blur} and {@code scaling} to the others; {@code batch} (items of n x m costs) to
- * the dense protocol, which has no d. {@code cudaInputs}: the clouds are in CUDA device memory when a
- * call starts (the anchors' protocol: tensors on the GPU), else in host memory.
+ * the dense protocol, which has no d. {@code cudaInputs}: the clouds (the dense protocol's C) are in CUDA
+ * device memory when a call starts (the anchors' protocol: tensors on the GPU), else in host memory.
  */
 record RunSpec(Protocol protocol, Device device, long batch, long n, long m, long d, int iters, double eps, double blur,
                double scaling, Solver solver, DType dtype, int reps, int warmup, boolean tf32, long seed,
@@ -32,13 +32,13 @@ record RunSpec(Protocol protocol, Device device, long batch, long n, long m, lon
         if (!(blur > 0)) throw new IllegalArgumentException("--blur must be > 0 (got " + blur + ")");
         if (!(scaling > 0 && scaling < 1)) throw new IllegalArgumentException("--scaling must be in (0, 1) (got " + scaling + ")");
         if (cudaInputs && !cudaInputsPossible(protocol, device)) {
-            throw new IllegalArgumentException("--inputs cuda needs --device cuda and the forward or loss+grad protocol");
+            throw new IllegalArgumentException("--inputs cuda needs --device cuda and the forward, loss+grad or dense protocol");
         }
     }
 
-    /** Whether a call of this protocol can take its clouds in CUDA memory (its solve reads them there only). */
+    /** Whether a call of this protocol can take its clouds (or C) in CUDA memory (its solve reads them there only). */
     static boolean cudaInputsPossible(Protocol protocol, Device device) {
-        return device == Device.CUDA && (protocol == Protocol.FORWARD || protocol == Protocol.LOSS_AND_GRAD);
+        return device == Device.CUDA && protocol != Protocol.HVP;
     }
 
     private static void positive(String name, long v) {

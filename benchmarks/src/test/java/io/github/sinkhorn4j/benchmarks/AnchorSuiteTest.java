@@ -42,6 +42,10 @@ class AnchorSuiteTest {
         assertTrue(BenchmarkRunner.plan(Map.of("protocol", "forward", "device", "cuda"), anchors).get(0).cudaInputs());
         assertFalse(BenchmarkRunner.plan(Map.of("protocol", "forward"), anchors).get(0).cudaInputs());
         assertFalse(BenchmarkRunner.plan(Map.of("protocol", "hvp", "device", "cuda"), anchors).get(0).cudaInputs());
+        assertTrue(BenchmarkRunner.plan(Map.of("protocol", "dense", "device", "cuda"), anchors).get(0).cudaInputs());
+        assertFalse(BenchmarkRunner.plan(Map.of("protocol", "dense", "device", "cuda", "inputs", "host"), anchors).get(0)
+                .cudaInputs());
+        assertThrows(IllegalArgumentException.class, () -> BenchmarkRunner.plan(Map.of("protocol", "dense", "inputs", "cuda"), anchors));
         assertThrows(IllegalArgumentException.class, () -> BenchmarkRunner.plan(Map.of("protocol", "forward", "inputs", "cuda"), anchors));
         assertThrows(IllegalArgumentException.class,
                 () -> BenchmarkRunner.plan(Map.of("protocol", "hvp", "device", "cuda", "inputs", "cuda"), anchors));

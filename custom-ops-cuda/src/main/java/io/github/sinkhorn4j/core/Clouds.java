@@ -103,7 +103,7 @@ public record Clouds(DType dtype, long batch, long[] xOffsets, long[] yOffsets, 
         }
     }
 
-    private static void requireSize(String name, CudaArray array, long count, DType dtype) {
+    static void requireSize(String name, CudaArray array, long count, DType dtype) {
         Objects.requireNonNull(array, name);
         if (array.dtype() != dtype) throw new IllegalArgumentException(name + " holds " + array.dtype() + " values, not " + dtype);
         if (array.length() < count) {

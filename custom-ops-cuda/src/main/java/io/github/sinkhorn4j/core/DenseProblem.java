@@ -10,9 +10,13 @@ import java.util.Objects;
  * unmasked entries of each item), and optional masks maskA (batch x n) and maskB (batch x m), one byte
  * per entry, nonzero for present (null: all present). Values of {@link DType}, in native or heap
  * memory segments. Masked entries of C, a and b are never read: padding may hold anything.
+ * <p>
+ * C may instead stay in CUDA device memory ({@link #onCuda}: cudaC, with c null), for costs reused
+ * across solves; the solve then runs on the GPU without uploading it (the weights and masks, small,
+ * stay in host memory).
  */
 public record DenseProblem(DType dtype, long batch, long n, long m, MemorySegment c, MemorySegment a, MemorySegment b,
-                           MemorySegment maskA, MemorySegment maskB) {
+                           MemorySegment maskA, MemorySegment maskB, CudaArray cudaC) {
 
     public DenseProblem {
         Objects.requireNonNull(dtype, "dtype");
@@ -22,7 +26,12 @@ public record DenseProblem(DType dtype, long batch, long n, long m, MemorySegmen
         if (n > Long.MAX_VALUE / 16 / batch || m > Long.MAX_VALUE / 16 / (batch * n)) {
             throw new IllegalArgumentException("C: batch x n x m = " + batch + " x " + n + " x " + m + " is too large");
         }
-        Sinkhorn.requireRoom("C", c, batch * n * m, dtype.bytes());
+        if (cudaC == null) {
+            Sinkhorn.requireRoom("C", c, batch * n * m, dtype.bytes());
+        } else {
+            if (c != null) throw new IllegalArgumentException("C must be null when cudaC holds the costs");
+            Clouds.requireSize("cudaC", cudaC, batch * n * m, dtype);
+        }
         if (a != null) Sinkhorn.requireRoom("a", a, batch * n, dtype.bytes());
         if (b != null) Sinkhorn.requireRoom("b", b, batch * m, dtype.bytes());
         if (maskA != null) Sinkhorn.requireRoom("maskA", maskA, batch * n, 1);
@@ -32,7 +41,19 @@ public record DenseProblem(DType dtype, long batch, long n, long m, MemorySegmen
     /** A batch of problems; a, b, maskA, maskB may be null. */
     public static DenseProblem of(DType dtype, long batch, long n, long m, MemorySegment c, MemorySegment a, MemorySegment b,
                                   MemorySegment maskA, MemorySegment maskB) {
-        return new DenseProblem(dtype, batch, n, m, c, a, b, maskA, maskB);
+        return new DenseProblem(dtype, batch, n, m, c, a, b, maskA, maskB, null);
+    }
+
+    /** A batch whose costs are in CUDA device memory (batch x n x m values of c's dtype). */
+    public static DenseProblem onCuda(long batch, long n, long m, CudaArray c, MemorySegment a, MemorySegment b,
+                                      MemorySegment maskA, MemorySegment maskB) {
+        Objects.requireNonNull(c, "cudaC");
+        return new DenseProblem(c.dtype(), batch, n, m, null, a, b, maskA, maskB, c);
+    }
+
+    /** Whether C is in CUDA device memory. */
+    public boolean isOnCuda() {
+        return cudaC != null;
     }
 
     /**

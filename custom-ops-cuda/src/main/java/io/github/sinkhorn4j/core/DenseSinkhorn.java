@@ -173,11 +173,12 @@ public final class DenseSinkhorn {
         s.set(JAVA_LONG, offset(DENSE_INPUTS, "batch"), p.batch());
         s.set(JAVA_LONG, offset(DENSE_INPUTS, "n"), p.n());
         s.set(JAVA_LONG, offset(DENSE_INPUTS, "m"), p.m());
-        s.set(ADDRESS, offset(DENSE_INPUTS, "c"), io.input(p.c()));
+        s.set(ADDRESS, offset(DENSE_INPUTS, "c"), p.isOnCuda() ? p.cudaC().address() : io.input(p.c()));
         s.set(ADDRESS, offset(DENSE_INPUTS, "a"), io.input(p.a()));
         s.set(ADDRESS, offset(DENSE_INPUTS, "b"), io.input(p.b()));
         s.set(ADDRESS, offset(DENSE_INPUTS, "mask_a"), io.input(p.maskA()));
         s.set(ADDRESS, offset(DENSE_INPUTS, "mask_b"), io.input(p.maskB()));
+        s.set(JAVA_INT, offset(DENSE_INPUTS, "memory"), p.isOnCuda() ? 1 : 0);
         return s;
     }
 }

@@ -66,7 +66,8 @@ final class NativeLibrary {
     static final StructLayout DENSE_INPUTS = MemoryLayout.structLayout(
             JAVA_INT.withName("dtype"), MemoryLayout.paddingLayout(4), JAVA_LONG.withName("batch"),
             JAVA_LONG.withName("n"), JAVA_LONG.withName("m"), ADDRESS.withName("c"), ADDRESS.withName("a"),
-            ADDRESS.withName("b"), ADDRESS.withName("mask_a"), ADDRESS.withName("mask_b"));
+            ADDRESS.withName("b"), ADDRESS.withName("mask_a"), ADDRESS.withName("mask_b"), JAVA_INT.withName("memory"),
+            MemoryLayout.paddingLayout(4));
 
     static final StructLayout DENSE_OUTPUTS = MemoryLayout.structLayout(
             ADDRESS.withName("cost"), ADDRESS.withName("iterations"), ADDRESS.withName("converged"),

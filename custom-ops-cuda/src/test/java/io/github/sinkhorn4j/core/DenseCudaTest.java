@@ -169,6 +169,64 @@ class DenseCudaTest {
         assertTrue(e.getMessage().contains(where), e.getMessage());
     }
 
+    /**
+     * C in CUDA memory (DenseProblem.onCuda) gives the results of the same C from host memory, bit for
+     * bit (the device holds the same values either way), in a solve on auto and cuda and in a plan
+     * product; device cpu refuses it, its non-finite entries are found, and its size and dtype checked.
+     */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"float32", "float64"})
+    void costsInCudaMemoryGiveTheResultsOfHostCosts(String dtype) {
+        DType t = dtype.equals("float32") ? DType.FLOAT32 : DType.FLOAT64;
+        int batch = 3, n = 100, m = 130, k = 2;
+        DenseReference.Batch p = DenseReference.random(new Random(11), batch, n, m, true);
+        MemorySegment maskA = DenseSinkhornTest.bytes(p.maskA()), maskB = DenseSinkhornTest.bytes(p.maskB());
+        DenseProblem host = DenseProblem.of(t, batch, n, m, segment(t, p.c()), segment(t, p.a()), segment(t, p.b()), maskA, maskB);
+        double[] withNaN = p.c().clone();
+        int bad = DenseSinkhornTest.present(p.maskA(), 2 * n, n)[0] * m + DenseSinkhornTest.present(p.maskB(), 2 * m, m)[0] - 2 * m;
+        withNaN[bad] = Double.NaN;
+        try (CudaArray c = CudaArray.upload(t, segment(t, p.c())); CudaArray nanC = CudaArray.upload(t, segment(t, withNaN))) {
+            DenseProblem onCuda = DenseProblem.onCuda(batch, n, m, c, segment(t, p.a()), segment(t, p.b()), maskA, maskB);
+            assertTrue(onCuda.isOnCuda());
+            double[][] expected = solveOn(t, host, Device.CUDA);
+            for (Device device : new Device[] {Device.AUTO, Device.CUDA}) {
+                double[][] actual = solveOn(t, onCuda, device);
+                for (int i = 0; i < expected.length; i++) assertArrayEquals(expected[i], actual[i], device + ": output " + i);
+            }
+            double[] v = new double[batch * m * k];
+            for (int i = 0; i < v.length; i++) v[i] = Math.sin(i);
+            DenseSinkhornOptions o = options(Device.CUDA, null, null, 50, 0);
+            double[][] products = new double[2][];
+            DenseProblem[] problems = {host, onCuda};
+            for (int i = 0; i < 2; i++) {
+                MemorySegment out = segment(t, new double[batch * n * k]);
+                DenseSinkhorn.planProduct(o, problems[i], segment(t, expected[1]), segment(t, expected[2]), false, k, segment(t, v), out);
+                products[i] = Sinkhorn.toDoubles(t, out);
+            }
+            assertArrayEquals(products[0], products[1], "plan product");
+            IllegalArgumentException onCpu = assertThrows(IllegalArgumentException.class, () -> solveOn(t, onCuda, Device.CPU));
+            assertTrue(onCpu.getMessage().contains("device cpu cannot read C in CUDA memory"), onCpu.getMessage());
+            DenseProblem nan = DenseProblem.onCuda(batch, n, m, nanC, null, null, maskA, maskB);
+            IllegalArgumentException found = assertThrows(IllegalArgumentException.class, () -> solveOn(t, nan, Device.CUDA));
+            assertTrue(found.getMessage().contains("(batch item 2, row " + bad / m % n + ", column " + bad % m + ")"), found.getMessage());
+            IllegalArgumentException small = assertThrows(IllegalArgumentException.class,
+                    () -> DenseProblem.onCuda(batch, n + 1, m, c, null, null, null, null));
+            assertTrue(small.getMessage().contains("cudaC"), small.getMessage());
+            assertThrows(IllegalArgumentException.class,
+                    () -> new DenseProblem(t, batch, n, m, segment(t, p.c()), null, null, null, null, c));
+        }
+    }
+
+    /** Cost, f, g and the plan of a 50-iteration solve on a device. */
+    private static double[][] solveOn(DType t, DenseProblem problem, Device device) {
+        long rows = problem.batch() * problem.n(), cols = problem.batch() * problem.m();
+        MemorySegment f = segment(t, new double[(int) rows]), g = segment(t, new double[(int) cols]);
+        MemorySegment plan = segment(t, new double[(int) (rows * problem.m())]);
+        DenseReport report = DenseSinkhorn.solve(options(device, null, 2.0, 50, 0), problem, DenseOutputs.none().f(f).g(g).plan(plan));
+        assertEquals(Device.CUDA, report.device());
+        return new double[][] {report.cost(), Sinkhorn.toDoubles(t, f), Sinkhorn.toDoubles(t, g), Sinkhorn.toDoubles(t, plan)};
+    }
+
     private static MemorySegment segment(DType t, double[] values) {
         return t == DType.FLOAT32 ? MemorySegment.ofArray(DenseReference.floats(values)) : MemorySegment.ofArray(values.clone());
     }
