@@ -2,6 +2,7 @@ package io.github.sinkhorn4j.core;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import java.util.Objects;
 
 /**
@@ -80,6 +81,10 @@ public record DenseProblem(DType dtype, long batch, long n, long m, MemorySegmen
 
     private double[] side(String name, MemorySegment w, String maskName, MemorySegment mask, long length) {
         double[] mass = new double[Math.toIntExact(batch)];
+        if (w == null && mask == null) {  // uniform over every entry: nothing to read
+            Arrays.fill(mass, 1);
+            return mass;
+        }
         for (int k = 0; k < batch; k++) {
             long count = 0;
             for (long i = k * length; i < (k + 1) * length; i++) {
