@@ -4,6 +4,8 @@
 #ifndef SINKHORN_GENERIC_BACKEND_CHOICE_H
 #define SINKHORN_GENERIC_BACKEND_CHOICE_H
 
+#include <string>
+
 #include "../helpers/cpu/cpu_backend.h"
 #include "sinkhorn4j.h"
 #include "sinkhorn_divergence.h"
@@ -13,6 +15,14 @@
 #endif
 
 namespace sinkhorn {
+
+// The device that solves inputs in `memory` (sk_memory): inputs in CUDA memory are solved where they
+// are, so auto means cuda then, and cpu, which cannot read them, is refused naming them.
+inline int32_t deviceReading(int32_t device, int32_t memory, const char* inputs) {
+  if (memory != SK_MEMORY_CUDA) return device;
+  require(device != SK_DEVICE_CPU, std::string("device cpu cannot read ") + inputs + " in CUDA memory");
+  return SK_DEVICE_CUDA;
+}
 
 // allowTf32: the CUDA backend's float32 dot products on tensor cores; cudaGraphs: its sk_cuda_graphs
 // mode (see CudaBackend).

@@ -127,13 +127,6 @@ void checkPresent(const T* values, const std::vector<uint8_t>& present, int64_t 
   }
 }
 
-// C in CUDA memory is solved where it is: auto means cuda then, and cpu cannot read it.
-int32_t deviceFor(const sk_dense_options& o, const sk_dense_inputs& in) {
-  if (in.memory != SK_MEMORY_CUDA) return o.device;
-  require(o.device != SK_DEVICE_CPU, "device cpu cannot read C in CUDA memory");
-  return SK_DEVICE_CUDA;
-}
-
 template <typename T>
 void solveTyped(const sk_dense_options& o, const sk_dense_inputs& in, sk_dense_outputs& out) {
   const helpers::DenseSettings st = settingsFor(o);
@@ -147,7 +140,8 @@ void solveTyped(const sk_dense_options& o, const sk_dense_inputs& in, sk_dense_o
                                         static_cast<T*>(out.plan),
                                         static_cast<T*>(out.grad_a),
                                         static_cast<T*>(out.grad_b)};
-  const int32_t used = runOnBackend(deviceFor(o, in), false, SK_CUDA_GRAPHS_AUTO, [&](auto& backend) {
+  const int32_t device = deviceReading(o.device, in.memory, "C");
+  const int32_t used = runOnBackend(device, false, SK_CUDA_GRAPHS_AUTO, [&](auto& backend) {
     using Backend = std::decay_t<decltype(backend)>;
     helpers::DenseSolver<T, Backend> solver(backend, p, st);
     solver.solve(ho);
@@ -166,7 +160,7 @@ void planProductTyped(const sk_dense_options& o, const sk_dense_inputs& in, cons
   checkPresent(static_cast<const T*>(f), p.maskA, 1, "f");
   checkPresent(static_cast<const T*>(g), p.maskB, 1, "g");
   checkPresent(static_cast<const T*>(v), transpose ? p.maskA : p.maskB, k, "v");
-  runOnBackend(deviceFor(o, in), false, SK_CUDA_GRAPHS_AUTO, [&](auto& backend) {
+  runOnBackend(deviceReading(o.device, in.memory, "C"), false, SK_CUDA_GRAPHS_AUTO, [&](auto& backend) {
     helpers::densePlanProduct(backend, p, o.eps, static_cast<const T*>(f), static_cast<const T*>(g), transpose, k,
                               static_cast<const T*>(v), static_cast<T*>(out));
   });

@@ -160,10 +160,8 @@ template <typename T>
 void divergenceTyped(const sk_options& o, const sk_clouds& c, sk_outputs& out) {
   PreparedClouds<T> pc = prepare<T>(c, false);
   pc.host.cudaMemory = c.memory == SK_MEMORY_CUDA;
-  // Clouds in CUDA memory are solved where they are: auto means cuda then, and cpu cannot read them.
-  require(!pc.host.cudaMemory || o.device != SK_DEVICE_CPU, "device cpu cannot read x and y in CUDA memory");
   sk_options run = o;
-  if (pc.host.cudaMemory) run.device = SK_DEVICE_CUDA;
+  run.device = deviceReading(o.device, c.memory, "x and y");
   const helpers::HostOutputs<T> ho{out.loss,
                                    out.iterations,
                                    out.converged,
