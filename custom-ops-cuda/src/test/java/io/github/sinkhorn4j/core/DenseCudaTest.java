@@ -144,9 +144,10 @@ class DenseCudaTest {
         int[] rows3 = DenseSinkhornTest.present(clean.maskA(), 3 * n, n);
         int[] columns3 = DenseSinkhornTest.present(clean.maskB(), 3 * m, m);
         assertTrue(columns3.length >= 2, "item 3 needs two present columns");
-        int row = rows3[rows3.length / 2] - 3 * n, first = (3 * n + row) * m + columns3[0] - 3 * m;
-        int later = (3 * n + row) * m + columns3[columns3.length - 1] - 3 * m;
-        int rowOfItem4 = DenseSinkhornTest.present(clean.maskA(), 4 * n, n)[0];  // flat over the batch's rows
+        // Rows flat over the batch's rows, columns within their item.
+        int row = rows3[rows3.length / 2], first = row * m + columns3[0] - 3 * m;
+        int later = row * m + columns3[columns3.length - 1] - 3 * m;
+        int rowOfItem4 = DenseSinkhornTest.present(clean.maskA(), 4 * n, n)[0];
         int nextItem = rowOfItem4 * m + DenseSinkhornTest.present(clean.maskB(), 4 * m, m)[0] - 4 * m;
         double[] c = clean.c().clone();  // three present entries, in increasing flat order
         c[first] = Double.NaN;
